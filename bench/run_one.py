@@ -1,0 +1,126 @@
+"""One side of the benchmark in its own process (so peak memory is its own): train, evaluate, predict.
+
+    python -m bench.run_one --trainer seqtune|transformers --steps N --out result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CountingCollator:
+    """Wraps a collator to count the real and padded tokens fed to the model."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.real = self.padded = 0
+
+    def __call__(self, features):
+        batch = self.inner(features)
+        self.real += int(batch["attention_mask"].sum())
+        self.padded += batch["attention_mask"].numel()
+        return batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trainer", choices=("seqtune", "transformers"), required=True)
+    parser.add_argument("--steps", type=int, default=-1, help="-1: 3 full epochs")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--model", default=None, help="default: the embedded MiniLM")
+    parser.add_argument("--config-only", action="store_true", help="random weights from the model's config")
+    parser.add_argument("--out", required=True)
+    options = parser.parse_args()
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    import seqtune
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    checkpoint = options.model or seqtune.default_model()
+    raw = seqtune.load_dataset("glue", "mrpc")
+    tokenizer = AutoTokenizer.from_pretrained(seqtune.default_model())
+    tokenized = raw.map(lambda ex: tokenizer(ex["sentence1"], ex["sentence2"], truncation=True), batched=True)
+    torch.manual_seed(options.seed)
+    if options.config_only:
+        config = AutoConfig.from_pretrained(checkpoint, num_labels=2)
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
+    metric = seqtune.load_metric("glue", "mrpc")
+
+    def compute_metrics(eval_pred):
+        logits, labels = eval_pred
+        return metric.compute(predictions=np.argmax(logits, -1), references=labels)
+
+    common = dict(per_device_train_batch_size=options.batch_size, per_device_eval_batch_size=8,
+                  learning_rate=5e-5, num_train_epochs=3, max_steps=options.steps, seed=options.seed,
+                  eval_strategy="no", save_strategy="no", logging_steps=10_000, report_to="none",
+                  disable_tqdm=True)
+    workdir = tempfile.mkdtemp(prefix="seqtune-bench-")
+    if options.trainer == "transformers":
+        import transformers
+
+        args = transformers.TrainingArguments(workdir, **common)
+        collator = CountingCollator(transformers.DataCollatorWithPadding(tokenizer))
+        trainer = transformers.Trainer(model, args, data_collator=collator, train_dataset=tokenized["train"],
+                                       eval_dataset=tokenized["validation"], processing_class=tokenizer,
+                                       compute_metrics=compute_metrics)
+        precision = "bf16" if args.bf16 else "fp32"
+    else:
+        args = seqtune.TrainingArguments(workdir, **common)
+        collator = CountingCollator(seqtune.DataCollatorWithPadding(tokenizer))
+        trainer = seqtune.Trainer(model, args, data_collator=collator, train_dataset=tokenized["train"],
+                                  eval_dataset=tokenized["validation"], processing_class=tokenizer,
+                                  compute_metrics=compute_metrics)
+        precision = "bf16" if trainer.autocast_dtype == torch.bfloat16 else "fp32"
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    output = trainer.train()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    train_seconds = time.perf_counter() - start
+    real, padded = collator.real, collator.padded
+    collator.real = collator.padded = 0
+    steps = output.global_step
+    samples = steps * options.batch_size
+    start = time.perf_counter()
+    metrics = trainer.evaluate()
+    eval_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.predict(tokenized["validation"])
+    predict_seconds = time.perf_counter() - start
+    eval_real = collator.real // 2
+    embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    dense = sum(p.numel() for p in model.parameters()) - embedding
+    result = {
+        "trainer": options.trainer, "precision": precision, "steps": steps, "samples": samples,
+        "train_seconds": train_seconds, "train_samples_per_s": samples / train_seconds,
+        "train_real_tokens_per_s": real / train_seconds, "padding_fraction": 1 - real / max(padded, 1),
+        "train_flops": 6 * dense * real, "eval_flops": 2 * dense * eval_real,
+        "eval_samples_per_s": 408 / eval_seconds, "predict_samples_per_s": 408 / predict_seconds,
+        "eval_seconds": eval_seconds, "predict_seconds": predict_seconds,
+        "accuracy": metrics["eval_accuracy"], "f1": metrics["eval_f1"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "group_by_length": bool(getattr(args, "group_by_length", False)),
+        "threads": torch.get_num_threads(), "pid": os.getpid(),
+    }
+    Path(options.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Make a tokenized dataset ready for the loop: model columns only, labels checked, lengths known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SeqtuneError
+from .collate import LABEL_KEYS
+
+
+def prepare_dataset(dataset: Any, what: str, forward_args: set[str], remove_unused: bool,
+                    num_labels: int | None) -> tuple[Any, list[int]]:
+    """Return (rows to index, length of each row's input_ids)."""
+    if dataset is None or len(dataset) == 0:
+        purpose = "train" if what.startswith("train") else "evaluate"
+        raise SeqtuneError(f"{what} is empty: there is nothing to {purpose} on")
+    try:
+        import datasets
+    except ImportError:  # plain lists and torch datasets need no `datasets`
+        datasets = None
+    if datasets is not None and isinstance(dataset, datasets.Dataset):
+        return _prepare_arrow(dataset, what, forward_args, remove_unused, num_labels)
+    first = dataset[0]
+    if not isinstance(first, dict) or "input_ids" not in first:
+        raise SeqtuneError(f"{what}: rows must be dicts with 'input_ids'; tokenize the dataset first")
+    return dataset, [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
+
+
+def _prepare_arrow(dataset: Any, what: str, forward_args: set[str], remove_unused: bool,
+                   num_labels: int | None) -> tuple[Any, list[int]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "input_ids" not in dataset.column_names:
+        raise SeqtuneError(
+            f"{what} has no 'input_ids' column (columns: {', '.join(dataset.column_names)}); tokenize "
+            "it first, e.g. dataset.map(tokenize_function, batched=True)")
+    if remove_unused and "kwargs" not in forward_args:
+        unused = [c for c in dataset.column_names if c not in forward_args and c not in LABEL_KEYS]
+        if unused:
+            dataset = dataset.remove_columns(unused)
+    if dataset._indices is not None:  # a select()/shuffle() view: make the table match the rows
+        dataset = dataset.flatten_indices()
+    label_key = next((k for k in LABEL_KEYS if k in dataset.column_names), None)
+    if label_key is not None:
+        labels = dataset.data.column(label_key)
+        if labels.null_count:
+            raise SeqtuneError(f"{what}: {labels.null_count} rows have no {label_key!r}; fill or drop them")
+        bounds = pc.min_max(labels).as_py()
+        if bounds["min"] == bounds["max"] == -1:  # unlabelled split (GLUE test): predict only
+            dataset = dataset.remove_columns(label_key)
+        elif num_labels and num_labels > 1:
+            if not pa.types.is_integer(labels.type):
+                raise SeqtuneError(f"{what}: the {label_key!r} column holds {labels.type} values but the "
+                                   f"model classifies into {num_labels} classes; map labels to ids 0..{num_labels - 1}")
+            if bounds["min"] < 0 or bounds["max"] >= num_labels:
+                raise SeqtuneError(
+                    f"{what}: labels range from {bounds['min']} to {bounds['max']}, outside [0, {num_labels}) "
+                    f"for a model with num_labels={num_labels}; set num_labels to the number of classes")
+    lengths = pc.list_value_length(dataset.data.column("input_ids")).to_pylist()
+    return dataset, lengths

@@ -1,0 +1,66 @@
+"""Which device and precision a run uses: CUDA, then MPS, then CPU; bf16 where it is native."""
+
+from __future__ import annotations
+
+import platform
+from functools import lru_cache
+
+import torch
+
+
+def pick_device(use_cpu: bool = False) -> torch.device:
+    """CUDA, then Apple's MPS, then the CPU (`use_cpu` forces the CPU)."""
+    if not use_cpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if not use_cpu and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls run faster than fp32 rather than being emulated."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) or (
+        platform.system() == "Darwin" and platform.machine() == "arm64")
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def pick_precision(device: torch.device, bf16: bool | None, fp16: bool) -> torch.dtype | None:
+    """The autocast dtype (None: fp32). bf16=None means bf16 where the hardware runs it natively."""
+    if fp16:
+        return torch.float16
+    if bf16 is None:
+        return torch.bfloat16 if native_bf16(device) else None
+    return torch.bfloat16 if bf16 else None
+
+
+def describe(device: torch.device, dtype: torch.dtype | None) -> str:
+    """One line for the log: the device by name, and the precision."""
+    if device.type == "cuda":
+        name = f"cuda:{device.index} ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        name = f"cpu ({torch.get_num_threads()} threads)"
+    else:
+        name = str(device)
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast, fp32 weights",
+                 torch.float16: "fp16 autocast with loss scaling, fp32 weights"}[dtype]
+    return f"{name}, {precision}"

@@ -1,0 +1,105 @@
+"""Metrics computed locally (scikit-learn, scipy): GLUE's metric sets and the usual single metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import SeqtuneError
+
+
+def accuracy(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    return {"accuracy": float(np.mean(predictions == references))}
+
+
+def f1(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"f1": float(f1_score(references, predictions))}
+
+
+def macro_f1(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"macro_f1": float(f1_score(references, predictions, average="macro"))}
+
+
+def matthews(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import matthews_corrcoef
+
+    return {"matthews_correlation": float(matthews_corrcoef(references, predictions))}
+
+
+def pearson(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    from scipy.stats import pearsonr
+
+    return {"pearson": float(pearsonr(predictions, references)[0])}
+
+
+def spearman(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    return {"spearmanr": float(spearmanr(predictions, references)[0])}
+
+
+Scorer = Callable[[np.ndarray, np.ndarray], dict[str, float]]
+GLUE_METRICS: dict[str, tuple[Scorer, ...]] = {
+    "cola": (matthews,),
+    "sst2": (accuracy,),
+    "mrpc": (accuracy, f1),
+    "qqp": (accuracy, f1),
+    "stsb": (pearson, spearman),
+    "mnli": (accuracy,),
+    "mnli_matched": (accuracy,),
+    "mnli_mismatched": (accuracy,),
+    "qnli": (accuracy,),
+    "rte": (accuracy,),
+    "wnli": (accuracy,),
+    "ax": (matthews,),
+}
+SINGLE_METRICS: dict[str, Scorer] = {
+    "accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews_correlation": matthews,
+    "pearson": pearson, "pearsonr": pearson, "spearmanr": spearman,
+}
+
+
+class Metric:
+    """What `load_metric` returns: `compute(predictions=, references=)` gives a dict of floats."""
+
+    def __init__(self, name: str, scorers: Sequence[Scorer]) -> None:
+        self.name = name
+        self.scorers = tuple(scorers)
+
+    def compute(self, *, predictions: Any, references: Any) -> dict[str, float]:
+        predictions, references = np.asarray(predictions), np.asarray(references)
+        if predictions.shape != references.shape:
+            raise SeqtuneError(
+                f"metric {self.name}: {predictions.shape[0] if predictions.ndim else 1} predictions "
+                f"but {references.shape[0] if references.ndim else 1} references (shapes "
+                f"{predictions.shape} and {references.shape}); pass class ids, e.g. np.argmax(logits, -1)"
+            )
+        results: dict[str, float] = {}
+        for scorer in self.scorers:
+            results.update(scorer(predictions, references))
+        return results
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r})"
+
+
+def load_metric(path: str, config_name: str | None = None) -> Metric:
+    """`load_metric("glue", "mrpc")`, or a single metric by name (`load_metric("accuracy")`)."""
+    from .data.glue import ALIASES
+
+    if path.lower() in ("glue", "nyu-mll/glue"):
+        task = ALIASES.get((config_name or "").lower(), (config_name or "").lower())
+        if task not in GLUE_METRICS:
+            raise SeqtuneError(f"unknown GLUE metric config {config_name!r}; known: "
+                               f"{', '.join(sorted(GLUE_METRICS))}")
+        return Metric(f"glue/{task}", GLUE_METRICS[task])
+    if path.lower() in SINGLE_METRICS:
+        return Metric(path.lower(), (SINGLE_METRICS[path.lower()],))
+    raise SeqtuneError(f"unknown metric {path!r}; seqtune computes locally: glue (with a task), "
+                       f"{', '.join(sorted(SINGLE_METRICS))}")

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny randomly initialised BERT, the embedded tokenizer, GLUE's real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+GLUE_DIR = (ROOT.parent / "shared" / "datasets" / "glue").resolve()
+
+
+def tiny_bert(num_labels: int = 2, vocab_size: int = 30522, seed: int = 0):
+    """A 2-layer, hidden-32 BERT classifier built from its config: trains in seconds."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
+    return BertForSequenceClassification(config)
+
+
+def toy_rows(n: int, seed: int = 0, vocab: int = 50) -> list[dict]:
+    """A learnable task: label 1 when token 7 occurs in the sequence (lengths vary)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        length = int(torch.randint(4, 16, (1,), generator=generator))
+        ids = torch.randint(10, vocab, (length,), generator=generator).tolist()
+        label = i % 2
+        if label:
+            ids[int(torch.randint(1, length, (1,), generator=generator))] = 7
+        rows.append({"input_ids": [1, *ids], "attention_mask": [1] * (length + 1), "label": label})
+    return rows
+
+
+@pytest.fixture
+def glue_dir() -> Path:
+    assert (GLUE_DIR / "MRPC" / "train.tsv").is_file(), f"GLUE data expected at {GLUE_DIR}"
+    return GLUE_DIR
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer():
+    from transformers import AutoTokenizer
+
+    from seqtune import default_model
+
+    return AutoTokenizer.from_pretrained(default_model())
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    os.environ.pop("GLUE_DIR", None)

@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+import torch
+
+from seqtune import EarlyStoppingCallback, SeqtuneError, Trainer, TrainerCallback, TrainingArguments
+
+from .conftest import tiny_bert, toy_rows
+
+
+def _args(tmp_path, **kwargs):
+    defaults = dict(per_device_train_batch_size=16, learning_rate=3e-3, disable_tqdm=True,
+                    save_strategy="no", logging_steps=10, use_cpu=True, bf16=False)
+    return TrainingArguments(str(tmp_path / "out"), **{**defaults, **kwargs})
+
+
+def _accuracy(eval_pred):
+    logits, labels = eval_pred
+    return {"accuracy": float((logits.argmax(-1) == labels).mean())}
+
+
+def test_learnable_task_loss_falls_and_accuracy_rises(tmp_path):
+    train, dev = toy_rows(512, seed=1), toy_rows(128, seed=2)
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, num_train_epochs=4, eval_strategy="epoch"),
+                      train_dataset=train, eval_dataset=dev, compute_metrics=_accuracy)
+    before = trainer.evaluate()
+    result = trainer.train()
+    after = trainer.evaluate()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0] * 0.6
+    assert before["eval_accuracy"] < 0.7 < 0.9 < after["eval_accuracy"]
+    assert result.global_step == 4 * 32 and result.training_loss == pytest.approx(result.metrics["train_loss"])
+    assert {"train_runtime", "train_samples_per_second", "train_steps_per_second"} <= set(result.metrics)
+
+
+def test_loss_logged_at_logging_steps_and_once_at_the_end(tmp_path):
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, max_steps=25, logging_steps=10),
+                      train_dataset=toy_rows(64))
+    trainer.train()
+    steps = [h["step"] for h in trainer.state.log_history if "loss" in h]
+    assert steps == [10, 20, 25]
+    assert all(np.isfinite(h["loss"]) and "learning_rate" in h for h in trainer.state.log_history if "loss" in h)
+
+
+def test_evaluation_once_per_epoch(tmp_path):
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, num_train_epochs=3, eval_strategy="epoch"),
+                      train_dataset=toy_rows(40), eval_dataset=toy_rows(10), compute_metrics=_accuracy)
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert [h["step"] for h in evals] == [3, 6, 9] and [h["epoch"] for h in evals] == [1.0, 2.0, 3.0]
+    assert {"eval_accuracy", "eval_runtime", "eval_samples_per_second"} <= set(evals[0])
+
+
+def test_predict_shapes_order_and_prefix(tmp_path):
+    rows = toy_rows(37)
+    trainer = Trainer(tiny_bert(num_labels=3, vocab_size=64), _args(tmp_path, per_device_eval_batch_size=4),
+                      compute_metrics=_accuracy)
+    output = trainer.predict(rows)
+    assert output.predictions.shape == (37, 3) and output.label_ids.shape == (37,)
+    assert isinstance(output.predictions, np.ndarray)
+    assert output.label_ids.tolist() == [r["label"] for r in rows]  # dataset order despite length sorting
+    one = trainer.predict(rows[5:6]).predictions[0]
+    np.testing.assert_allclose(output.predictions[5], one, atol=1e-5)
+    assert "test_loss" in output.metrics and "test_accuracy" in output.metrics
+
+
+def test_checkpoint_reloads_to_identical_logits(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, max_steps=6, save_strategy="steps", save_steps=3),
+                      train_dataset=toy_rows(64))
+    trainer.train()
+    folder = tmp_path / "out" / "checkpoint-6"
+    assert {"model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "trainer_state.json",
+            "rng_state.pth"} <= {p.name for p in folder.iterdir()}
+    assert (tmp_path / "out" / "checkpoint-3").is_dir()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = {"input_ids": torch.tensor([[1, 7, 12, 13], [1, 20, 21, 22]])}
+    trainer.model.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, trainer.model(**batch).logits)
+
+
+class PlainClassifier(torch.nn.Module):
+    """Not a transformers model: returns a (loss, logits) tuple, or a dict."""
+
+    def __init__(self, as_dict=False):
+        super().__init__()
+        self.embed = torch.nn.EmbeddingBag(64, 2, mode="sum")
+        self.as_dict = as_dict
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        logits = self.embed(input_ids, per_sample_weights=attention_mask.float())
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits} if self.as_dict else (loss, logits)
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_any_module_returning_loss_and_logits(tmp_path, as_dict):
+    trainer = Trainer(PlainClassifier(as_dict), _args(tmp_path, num_train_epochs=20, learning_rate=0.1),
+                      train_dataset=toy_rows(128), compute_metrics=_accuracy)
+    trainer.train()
+    assert trainer.evaluate(toy_rows(64, seed=3))["eval_accuracy"] > 0.9
+
+
+def test_callbacks_and_early_stopping(tmp_path):
+    events = []
+
+    class Recorder(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            events.append(("epoch", state.global_step))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            events.append(("evaluate", state.global_step))
+
+    args = _args(tmp_path, num_train_epochs=20, eval_strategy="epoch", learning_rate=1e-9,
+                 metric_for_best_model="loss")
+    trainer = Trainer(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(32), eval_dataset=toy_rows(8),
+                      callbacks=[Recorder(), EarlyStoppingCallback(early_stopping_patience=2,
+                                                                   early_stopping_threshold=0.1)])
+    trainer.train()
+    assert trainer.state.global_step == 3 * 2  # no improvement > 0.1 after the first evaluation
+    assert events[:2] == [("evaluate", 2), ("epoch", 2)]
+
+
+def test_bad_input_errors(tmp_path):
+    with pytest.raises(SeqtuneError, match="train_dataset is empty"):
+        Trainer(tiny_bert(), _args(tmp_path), train_dataset=[]).train()
+    import datasets
+
+    bad_labels = datasets.Dataset.from_list([{"input_ids": [1, 2], "label": 0}, {"input_ids": [1], "label": 5}])
+    with pytest.raises(SeqtuneError, match=r"labels range from 0 to 5, outside \[0, 2\)"):
+        Trainer(tiny_bert(), _args(tmp_path), train_dataset=bad_labels).train()
+    untokenized = datasets.Dataset.from_list([{"sentence": "hi", "label": 0}])
+    with pytest.raises(SeqtuneError, match="tokenize it first"):
+        Trainer(tiny_bert(), _args(tmp_path), train_dataset=untokenized).train()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SeqtuneError, match="is a file"):
+        Trainer(tiny_bert(), TrainingArguments(str(tmp_path / "file")))
+    with pytest.raises(SeqtuneError, match="needs an eval_dataset"):
+        Trainer(tiny_bert(), _args(tmp_path, eval_strategy="epoch"), train_dataset=toy_rows(4))
+
+
+def test_unlabelled_split_predicts_without_labels(tmp_path):
+    import datasets
+
+    rows = datasets.Dataset.from_list([{"input_ids": [1, 2, 3], "label": -1, "idx": 0},
+                                       {"input_ids": [1, 2], "label": -1, "idx": 1}])
+    output = Trainer(tiny_bert(), _args(tmp_path)).predict(rows)
+    assert output.predictions.shape == (2, 2) and output.label_ids is None
