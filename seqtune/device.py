@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 
 import torch
+
+# oneDNN keeps a compiled primitive per matmul shape (1,024 by default); with dynamic padding every
+# batch length is a new shape and the cache alone held ~200 MB in bf16 runs here, at no speed gain
+# over a small cache (measured on MiniLM/MRPC). Set before oneDNN's first use; users can override.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 
 def pick_device(use_cpu: bool = False) -> torch.device:
@@ -64,3 +70,16 @@ def describe(device: torch.device, dtype: torch.dtype | None) -> str:
     precision = {None: "fp32", torch.bfloat16: "bf16 autocast, fp32 weights",
                  torch.float16: "fp16 autocast with loss scaling, fp32 weights"}[dtype]
     return f"{name}, {precision}"
+
+
+def use_fast_attention(model: torch.nn.Module, device: torch.device) -> str:
+    """On the CPU, eager attention beats SDPA's flash kernel for classifier-sized sequences
+    (MiniLM on MRPC: about 1.3x per training step, measured); same maths. Returns a note for the log."""
+    config = getattr(model, "config", None)
+    if device.type != "cpu" or getattr(config, "_attn_implementation", None) != "sdpa":
+        return ""
+    try:
+        model.set_attn_implementation("eager")
+    except (AttributeError, ValueError):  # older transformers, or a model without eager attention
+        return ""
+    return ", eager attention"

@@ -21,7 +21,7 @@ from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding
 from .data.sampling import eval_batches, train_batches
-from .device import describe, pick_device, pick_precision
+from .device import describe, pick_device, pick_precision, use_fast_attention
 from .errors import SeqtuneError
 from .optim import create_optimizer, create_scheduler
 
@@ -100,6 +100,7 @@ class Trainer:
         self.device = pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
         self.model = model.to(self.device)
+        self._attention_note = use_fast_attention(self.model, self.device)
         default_callbacks = [PrintCallback() if self.args.disable_tqdm else ProgressCallback()]
         self.callback_handler = CallbackHandler(default_callbacks + list(callbacks or []))
         self.state = TrainerState()
@@ -152,7 +153,7 @@ class Trainer:
         state = self.state
         self._print(f"seqtune: {len(lengths):,} examples, {num_epochs} epochs, {max_steps:,} optimizer steps, "
                     f"batch {batch_size} x {args.gradient_accumulation_steps} accumulation; "
-                    f"device {describe(self.device, self.autocast_dtype)}")
+                    f"device {describe(self.device, self.autocast_dtype)}{self._attention_note}")
         start_time, start_step = time.perf_counter(), state.global_step
         loss_since_log = torch.tensor(state.loss_since_log, device=self.device)
         total_loss = torch.tensor(state.total_loss, device=self.device)

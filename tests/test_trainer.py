@@ -73,7 +73,9 @@ def test_checkpoint_reloads_to_identical_logits(tmp_path):
     assert {"model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "trainer_state.json",
             "rng_state.pth"} <= {p.name for p in folder.iterdir()}
     assert (tmp_path / "out" / "checkpoint-3").is_dir()
-    reloaded = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    # Same weights and the same attention kernel as the trained model (seqtune picks eager on the CPU).
+    reloaded = AutoModelForSequenceClassification.from_pretrained(
+        folder, attn_implementation=trainer.model.config._attn_implementation).eval()
     batch = {"input_ids": torch.tensor([[1, 7, 12, 13], [1, 20, 21, 22]])}
     trainer.model.eval()
     with torch.no_grad():
