@@ -110,6 +110,8 @@ def main() -> None:
     Path(options.output).write_text(report)
 
 
+
+
 def render(options, runs: dict[str, list[dict]], peaks: dict[str, float], info: dict[str, str],
            order: list[str]) -> str:
     theirs, ours = summarise(runs["transformers"]), summarise(runs["seqtune"])
@@ -168,6 +170,7 @@ def render(options, runs: dict[str, list[dict]], peaks: dict[str, float], info: 
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
     ]
+    lines += [(HERE / "levers.md").read_text()]  # measured once, lever by lever; see the file
     if len(options.seeds) > 1:
         lines += ["Per seed (accuracy / F1):", ""]
         for side in SIDES:

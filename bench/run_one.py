@@ -74,18 +74,18 @@ def main() -> None:
         import transformers
 
         args = transformers.TrainingArguments(workdir, **common)
-        collator = CountingCollator(transformers.DataCollatorWithPadding(tokenizer))
-        trainer = transformers.Trainer(model, args, data_collator=collator, train_dataset=tokenized["train"],
-                                       eval_dataset=tokenized["validation"], processing_class=tokenizer,
-                                       compute_metrics=compute_metrics)
+        trainer = transformers.Trainer(model, args, data_collator=transformers.DataCollatorWithPadding(tokenizer),
+                                       train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+                                       processing_class=tokenizer, compute_metrics=compute_metrics)
         precision = "bf16" if args.bf16 else "fp32"
     else:
         args = seqtune.TrainingArguments(workdir, **common)
-        collator = CountingCollator(seqtune.DataCollatorWithPadding(tokenizer))
-        trainer = seqtune.Trainer(model, args, data_collator=collator, train_dataset=tokenized["train"],
-                                  eval_dataset=tokenized["validation"], processing_class=tokenizer,
-                                  compute_metrics=compute_metrics)
+        trainer = seqtune.Trainer(model, args, data_collator=seqtune.DataCollatorWithPadding(tokenizer),
+                                  train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+                                  processing_class=tokenizer, compute_metrics=compute_metrics)
         precision = "bf16" if trainer.autocast_dtype == torch.bfloat16 else "fp32"
+    # Count what each trainer's own collator (with its own defaults) actually feeds the model.
+    collator = trainer.data_collator = CountingCollator(trainer.data_collator)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()

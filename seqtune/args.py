@@ -58,11 +58,11 @@ class TrainingArguments:
     group_by_length: bool = True
     remove_unused_columns: bool = True
     label_names: list[str] | None = None
+    # Accepted for compatibility: seqtune already moves predictions off the device after every batch.
     eval_accumulation_steps: int | None = None
     load_best_model_at_end: bool = False
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
-    torch_compile: bool = False
     # Deprecated spelling from the course; moved into eval_strategy with a warning.
     evaluation_strategy: str | None = field(default=None, repr=False)
 

@@ -59,7 +59,8 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def save_checkpoint(output_dir: Path, step: int, model: torch.nn.Module, tokenizer: Any,
-                    training: dict[str, Any], state: dict[str, Any], args: dict[str, Any]) -> Path:
+                    training: dict[str, Any], state: dict[str, Any], args: dict[str, Any],
+                    rng_states: list[dict[str, Any]] | None = None) -> Path:
     """Write `output_dir/checkpoint-<step>` atomically: a crash leaves the old set or the new one.
 
     `training` holds the optimizer, scheduler and scaler state dicts (any may be None).
@@ -74,7 +75,10 @@ def save_checkpoint(output_dir: Path, step: int, model: torch.nn.Module, tokeniz
                           (SCALER_FILE, "scaler")):
             if training.get(key) is not None:
                 torch.save(training[key], staging / name)
-        torch.save(rng_state(), staging / RNG_FILE)
+        rng = rng_state()
+        if rng_states and len(rng_states) > 1:
+            rng["ranks"] = rng_states
+        torch.save(rng, staging / RNG_FILE)
         (staging / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str))
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2, default=float))
         _fsync_tree(staging)
@@ -114,6 +118,13 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_staging(output_dir: Path) -> None:
+    """Drop half-written checkpoints left by a crash (they were never renamed into place)."""
+    if output_dir.is_dir():
+        for path in output_dir.glob(f".*-{PREFIX}*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:

@@ -1,30 +1,41 @@
-"""The command line: `seqtune train --task glue/mrpc`. Heavy imports happen inside the commands."""
+"""The command line. Only argparse is imported up front, so `seqtune --help` answers at once."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
+DEFAULTS_HELP = argparse.ArgumentDefaultsHelpFormatter
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="seqtune",
-        description="Fine-tune transformer models for text classification and regression.",
-        epilog="Example: seqtune train --task glue/mrpc   (GLUE data from $GLUE_DIR/MRPC/)")
-    parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+def _train_parser(commands) -> None:
     train = commands.add_parser(
-        "train", help="fine-tune a model", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Fine-tune a model on a GLUE task and report the dev metrics after each epoch.")
+        "train", help="fine-tune a model on a GLUE task or on your files", formatter_class=DEFAULTS_HELP,
+        description="Fine-tune a model and report the validation metrics after each epoch. "
+                    "Options may also come from --config recipe.yaml (flags override it).")
+    train.add_argument("--config", help="YAML file of options (keys as the long flags, - or _)")
     data = train.add_argument_group("data")
-    data.add_argument("--task", required=True, help="glue/<task>, e.g. glue/mrpc")
-    data.add_argument("--data-dir", help="folder with the task's GLUE TSVs (default: $GLUE_DIR/<TASK>)")
-    data.add_argument("--max-length", type=int, default=None, help="truncate pairs to this many tokens "
+    data.add_argument("--task", help="glue/<task>, e.g. glue/mrpc (GLUE TSVs from $GLUE_DIR/<TASK>/)")
+    data.add_argument("--data-dir", help="folder with the task's GLUE TSVs")
+    data.add_argument("--train", help="training file: .csv .tsv .json .jsonl .parquet")
+    data.add_argument("--validation", help="validation file (same format)")
+    data.add_argument("--test", help="test file; scored at the end if it has labels")
+    data.add_argument("--validation-split", type=float, default=None,
+                      help="with no --validation: hold out this fraction (seeded, stratified)")
+    data.add_argument("--text-column", action="append", default=None,
+                      help="text column name or 0-based index; twice for a sentence pair (default: inferred)")
+    data.add_argument("--label-column", default=None, help="label column name or index (default: inferred)")
+    data.add_argument("--task-type", choices=("classification", "regression"), default=None,
+                      help="default: inferred from the labels")
+    data.add_argument("--format", choices=("csv", "tsv", "json", "jsonl", "parquet"), default=None,
+                      help="file format (default: from the extension)")
+    data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                      help="whether CSV/TSV files start with a header row (default: detected)")
+    data.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens "
                       "(default: the model's maximum)")
+    data.add_argument("--metric", action="append", default=None,
+                      help="metric to report (repeatable): accuracy, f1, macro_f1, matthews, pearson, spearman")
     model = train.add_argument_group("model")
     model.add_argument("--model", default="default", help="hub id or local folder; 'default' is the "
                        "embedded all-MiniLM-L6-v2")
@@ -32,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--epochs", type=float, default=3.0, help="number of training epochs")
     training.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps")
     training.add_argument("--batch-size", type=int, default=8, help="per-device training batch size")
-    training.add_argument("--eval-batch-size", type=int, default=8, help="per-device evaluation batch size")
     training.add_argument("--learning-rate", type=float, default=5e-5, help="peak AdamW learning rate")
     training.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     training.add_argument("--warmup-steps", type=float, default=0,
@@ -45,19 +55,64 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                           help="plain random batches instead of length-grouped ones")
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")
-    checkpoints = train.add_argument_group("checkpoints and output")
-    checkpoints.add_argument("--output-dir", default=None, help="default: runs/<task>")
-    checkpoints.add_argument("--overwrite-output-dir", action="store_true",
-                             help="allow an output directory that holds another run's checkpoints")
+    evaluation = train.add_argument_group("evaluation")
+    evaluation.add_argument("--eval-batch-size", type=int, default=8, help="per-device evaluation batch size")
+    checkpoints = train.add_argument_group("checkpoints")
     checkpoints.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                              help="continue the newest checkpoint in the output directory, or CHECKPOINT")
     checkpoints.add_argument("--save-strategy", choices=("no", "steps", "epoch"), default="epoch",
                              help="when to write a checkpoint")
     checkpoints.add_argument("--save-total-limit", type=int, default=2,
                              help="checkpoints kept (the best and the newest are never deleted)")
-    checkpoints.add_argument("--logging-steps", type=float, default=50, help="log the training loss every N steps")
-    checkpoints.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
-    checkpoints.add_argument("--debug", action="store_true", help="show tracebacks")
+    output = train.add_argument_group("output")
+    output.add_argument("--output-dir", default=None, help="default: runs/<task or train file name>")
+    output.add_argument("--overwrite-output-dir", action="store_true",
+                        help="allow an output directory that holds another run's checkpoints")
+    output.add_argument("--logging-steps", type=float, default=50, help="log the training loss every N steps")
+    output.add_argument("--report-to", default="none", choices=("none", "tensorboard", "wandb", "mlflow", "all"),
+                        help="also log to this tracker")
+    _common(output)
+
+
+def _common(group) -> None:
+    group.add_argument("--quiet", action="store_true", help="no progress bars; plain log lines")
+    group.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqtune", description="Fine-tune transformer models for text classification and regression.",
+        epilog="Examples:\n  seqtune train --task glue/mrpc\n  seqtune train --train data.csv "
+               "--validation-split 0.1\n  seqtune predict --model runs/data --input new.csv --output out.csv\n"
+               "  seqtune doctor", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _train_parser(commands)
+    predict = commands.add_parser("predict", help="label a file with a trained model", formatter_class=DEFAULTS_HELP)
+    predict.add_argument("--model", required=True, help="a seqtune output directory (or any model folder)")
+    predict.add_argument("--input", required=True, help="file to label: .csv .tsv .json .jsonl .parquet")
+    predict.add_argument("--output", required=True, help="where to write: .csv .tsv .jsonl")
+    predict.add_argument("--all-scores", action="store_true", help="add every class's probability")
+    predict.add_argument("--text-column", action="append", default=None, help="override the text column(s)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--format", default=None, help="input format (default: from the extension)")
+    _common(predict)
+    evaluate = commands.add_parser("evaluate", help="metrics of a trained model on labelled data",
+                                   formatter_class=DEFAULTS_HELP)
+    evaluate.add_argument("--model", required=True, help="a seqtune output directory")
+    evaluate.add_argument("--data", required=True, help="labelled file")
+    evaluate.add_argument("--text-column", action="append", default=None)
+    evaluate.add_argument("--label-column", default=None)
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--format", default=None)
+    _common(evaluate)
+    doctor = commands.add_parser("doctor", help="explain this machine: torch, GPU, precision, what to fix")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--output-dir", default=".", help="where free disk space is checked")
+    doctor.add_argument("--debug", action="store_true", help="show tracebacks")
+    report = commands.add_parser("report", help="rebuild report.md and training_curves.png of a run")
+    report.add_argument("output_dir", help="a seqtune output directory")
+    report.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -69,6 +124,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     options = parser.parse_args(argv)
     if options.command is None:
         parser.print_help()
@@ -76,98 +132,63 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import SeqtuneError
 
     try:
-        return {"train": run_train}[options.command](options)
+        if options.command == "train" and options.config:
+            options = _with_config(parser, argv, options)
+        return _run(options)
     except SeqtuneError as err:
         if getattr(options, "debug", False):
             raise
         print(f"seqtune: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("seqtune: interrupted; resume with --resume", file=sys.stderr)
+        print("seqtune: interrupted; `seqtune train ... --resume` continues from the last checkpoint",
+              file=sys.stderr)
         return 130
 
 
-def run_train(options: argparse.Namespace) -> int:
-    """Fine-tune on a GLUE task; print per-epoch and final dev metrics; save the model."""
+def _run(options: argparse.Namespace) -> int:
+    if options.command == "train":
+        from .run import run_train
+
+        return run_train(options)
+    if options.command in ("predict", "evaluate"):
+        from . import inference
+
+        return getattr(inference, f"run_{options.command}")(options)
+    if options.command == "doctor":
+        from .doctor import run_doctor
+
+        return run_doctor(options)
+    from .report import rebuild_report
+
+    return rebuild_report(Path(options.output_dir))
+
+
+def _with_config(parser: argparse.ArgumentParser, argv: list[str], options: argparse.Namespace):
+    """YAML values become defaults of `train`; flags given on the command line still win."""
     from .errors import SeqtuneError
 
-    benchmark, _, task_name = options.task.partition("/")
-    if benchmark.lower() != "glue" or not task_name:
-        raise SeqtuneError(f"--task {options.task!r}: expected glue/<task>, e.g. glue/mrpc")
-    from .data.glue import glue_task
-
-    task_key, task = glue_task(task_name)
-    output_dir = Path(options.output_dir or f"runs/{task_key}")
-    _check_output_dir(output_dir, options)
-
-    from .args import TrainingArguments
-    from .data import load_dataset
-    from .metrics import load_metric
-    from .models import load_model_and_tokenizer
-    from .trainer import Trainer
-
-    raw = load_dataset("glue", task_key, data_dir=options.data_dir)
-    labels = task.label_names
-    config = {} if labels is None else {"id2label": dict(enumerate(labels)),
-                                        "label2id": {name: i for i, name in enumerate(labels)}}
-    model, tokenizer = load_model_and_tokenizer(options.model, len(labels) if labels else 1, **config)
-    text_columns = task.text_columns
-
-    def tokenize(batch: dict) -> dict:
-        return tokenizer(*(batch[c] for c in text_columns), truncation=True, max_length=options.max_length)
-
-    tokenized = raw.map(tokenize, batched=True, desc="tokenizing")
-    validation = "validation" if "validation" in tokenized else "validation_matched"
-    metric = load_metric("glue", task_key)
-
-    def compute_metrics(eval_pred):
-        logits, references = eval_pred
-        predictions = logits[:, 0] if labels is None else logits.argmax(-1)
-        return metric.compute(predictions=predictions, references=references)
-
-    args = TrainingArguments(
-        str(output_dir), overwrite_output_dir=options.overwrite_output_dir, eval_strategy="epoch",
-        save_strategy=options.save_strategy, save_total_limit=options.save_total_limit,
-        num_train_epochs=options.epochs, max_steps=options.max_steps,
-        per_device_train_batch_size=options.batch_size, per_device_eval_batch_size=options.eval_batch_size,
-        learning_rate=options.learning_rate, weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_steps if options.warmup_steps < 1 else int(options.warmup_steps),
-        gradient_accumulation_steps=options.gradient_accumulation_steps, seed=options.seed,
-        bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
-        logging_steps=options.logging_steps, disable_tqdm=options.quiet)
-    trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=tokenized[validation],
-                      processing_class=tokenizer, compute_metrics=compute_metrics)
-    result = trainer.train(resume_from_checkpoint=options.resume)
-    trainer.save_model(str(output_dir))
-    last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
-    final = {k: v for k, v in last_eval.items() if k.startswith("eval_")} if last_eval else trainer.evaluate()
-    results = {**result.metrics, **final}
-    (output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
-    shown = "  ".join(f"{k.removeprefix('eval_')}={v:.4f}" for k, v in final.items()
-                      if k.removeprefix("eval_") in ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr"))
-    print(f"seqtune: final dev ({validation}, {len(tokenized[validation])} examples): {shown}")
-    print(f"seqtune: model and results in {output_dir}/ (train time {result.metrics['train_runtime']:.0f} s)")
-    return 0
-
-
-def _check_output_dir(output_dir: Path, options: argparse.Namespace) -> None:
-    """Refuse a file, or another run's checkpoints, unless asked to overwrite or resume."""
-    from .errors import SeqtuneError
-
-    if output_dir.exists() and not output_dir.is_dir():
-        raise SeqtuneError(f"--output-dir {output_dir} is a file; choose a folder")
-    found = sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
-    if found and not options.resume:
-        if not options.overwrite_output_dir:
-            raise SeqtuneError(
-                f"--output-dir {output_dir} already holds checkpoints ({', '.join(p.name for p in found[:3])}) "
-                "from another run; pass --resume to continue it, --overwrite-output-dir to replace it, "
-                "or another folder")
-        for old in found:
-            shutil.rmtree(old)
-    existing = next(p for p in (output_dir, *output_dir.parents, Path(".")) if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise SeqtuneError(f"--output-dir {output_dir} is not writable ({existing})")
+    try:
+        import yaml
+    except ImportError:
+        raise SeqtuneError("--config needs PyYAML: pip install pyyaml") from None
+    path = Path(options.config)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SeqtuneError(f"--config {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise SeqtuneError(f"--config {path}: expected a mapping of option: value")
+    train = parser._subparsers._group_actions[0].choices["train"]
+    known = {a.dest for a in train._actions}
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("config", "help"):
+            raise SeqtuneError(f"--config {path}: unknown option {key!r}; see seqtune train --help")
+        defaults[dest] = value
+    train.set_defaults(**defaults)
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
-def load_model_and_tokenizer(name_or_path: str | None, num_labels: int,
+def load_model_and_tokenizer(name_or_path: str | None, num_labels: int | None,
                              **config: Any) -> tuple[Any, Any]:
     """AutoModelForSequenceClassification and AutoTokenizer, errors said in one sentence."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -67,9 +67,10 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int,
     try:
         with quiet_transformers():  # the "newly initialized classifier" report is expected here
             tokenizer = AutoTokenizer.from_pretrained(resolved)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                resolved, num_labels=num_labels, **config)
-    except (OSError, ValueError) as err:
+            if num_labels is not None:
+                config["num_labels"] = num_labels
+            model = AutoModelForSequenceClassification.from_pretrained(resolved, **config)
+    except (OSError, ValueError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeqtuneError(f"cannot load model {name_or_path or resolved!r}: {first_line}") from None
     return model, tokenizer

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
-from .data.collate import DataCollatorWithPadding
+from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
 from .device import describe, pick_device, pick_precision, use_fast_attention
 from .errors import SeqtuneError
@@ -61,6 +62,7 @@ class TrainerState:
     total_loss: float = 0.0
     train_batch_size: int = 0
     num_examples: int = 0
+    world_size: int = 1
 
 
 def set_seed(seed: int) -> None:
@@ -92,16 +94,24 @@ class Trainer:
         self.processing_class = processing_class if processing_class is not None else tokenizer
         if data_collator is None:
             data_collator = DataCollatorWithPadding(self.processing_class)
-        self.data_collator = data_collator
+        self.data_collator = with_length_buckets(data_collator)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.optimizer, self.lr_scheduler = optimizers
-        self.device = pick_device(self.args.use_cpu)
+        self.device = dist.init_from_environment(self.args.use_cpu) or pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
         self.model = model.to(self.device)
         self._attention_note = use_fast_attention(self.model, self.device)
-        default_callbacks = [PrintCallback() if self.args.disable_tqdm else ProgressCallback()]
+        self.model_wrapped = dist.wrap_model(self.model, self.device)
+        from .report import tracker_callbacks
+
+        # Progress, printing and trackers on rank 0 only; the user's callbacks run on every rank, so
+        # that decisions such as early stopping agree (every rank sees the same gathered metrics).
+        default_callbacks: list[TrainerCallback] = []
+        if dist.is_main():
+            default_callbacks = [PrintCallback() if self.args.disable_tqdm else ProgressCallback()]
+            default_callbacks += tracker_callbacks(self.args.report_to, Path(self.args.output_dir))
         self.callback_handler = CallbackHandler(default_callbacks + list(callbacks or []))
         self.state = TrainerState()
         self.control = TrainerControl()
@@ -133,26 +143,29 @@ class Trainer:
         if self.train_dataset is None:
             raise SeqtuneError("Trainer.train() needs a train_dataset")
         resume_dir = self._resume_dir(resume_from_checkpoint)
+        ckpt.remove_stale_staging(self.output_dir)
         set_seed(args.seed)
         dataset, lengths = self._prepare(self.train_dataset, "train_dataset")
-        batch_size = args.per_device_train_batch_size
-        batches_per_epoch = math.ceil(len(lengths) / batch_size)
-        steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+        batch_size, world = args.per_device_train_batch_size, dist.world_size()
+        batches_per_epoch = math.ceil(len(lengths) / batch_size)  # per-device batches, all ranks together
+        steps_per_epoch = math.ceil(math.ceil(batches_per_epoch / world) / args.gradient_accumulation_steps)
         max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
         num_epochs = math.ceil(max_steps / steps_per_epoch)
-        model = self.model
+        model = self.model_wrapped
         if self.optimizer is None:
             self.optimizer = create_optimizer(model, args, self.device)
         if self.lr_scheduler is None:
             self.lr_scheduler = create_scheduler(self.optimizer, args, max_steps)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
-        self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs,
-                                  train_batch_size=batch_size, num_examples=len(lengths))
+        self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
+                                  num_examples=len(lengths), world_size=world)
         if resume_dir is not None:
             self._load_checkpoint(resume_dir, scaler)
         state = self.state
+        state.max_steps, state.num_train_epochs = max_steps, num_epochs  # this run's length wins on resume
         self._print(f"seqtune: {len(lengths):,} examples, {num_epochs} epochs, {max_steps:,} optimizer steps, "
-                    f"batch {batch_size} x {args.gradient_accumulation_steps} accumulation; "
+                    f"effective batch {batch_size * world * args.gradient_accumulation_steps} = {batch_size} "
+                    f"per device x {world} processes x {args.gradient_accumulation_steps} accumulation; "
                     f"device {describe(self.device, self.autocast_dtype)}{self._attention_note}")
         start_time, start_step = time.perf_counter(), state.global_step
         loss_since_log = torch.tensor(state.loss_since_log, device=self.device)
@@ -163,20 +176,24 @@ class Trainer:
         self._fire("on_train_begin")
         for epoch in range(state.epoch_index, num_epochs):
             state.epoch_index = epoch
+            # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
+            # every world-th one from where the run stands, so any world size resumes at the same batch.
             batches = train_batches(lengths, batch_size, args.seed, epoch, args.group_by_length)
-            skip = state.batches_seen_in_epoch
+            start = state.batches_seen_in_epoch
+            mine = dist.rank_batches(batches, start)
             self._fire("on_epoch_begin")
-            for i, inputs in enumerate(self._loader(dataset, batches[skip:]), start=skip):
-                last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(batches)
+            for i, inputs in enumerate(self._loader(dataset, mine)):
+                last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
                 inputs = self._to_device(inputs)
-                with self._autocast():
-                    loss, _ = self.compute_loss(model, inputs)
-                loss = loss / args.gradient_accumulation_steps
-                scaler.scale(loss).backward()
+                with dist.no_sync(model, sync=last_micro):
+                    with self._autocast():
+                        loss, _ = self.compute_loss(model, inputs)
+                    loss = loss / args.gradient_accumulation_steps
+                    scaler.scale(loss).backward()
                 loss = loss.detach()
                 loss_since_log += loss
                 total_loss += loss
-                state.batches_seen_in_epoch = i + 1
+                state.batches_seen_in_epoch = min(start + (i + 1) * world, len(batches))
                 if not last_micro:
                     continue
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
@@ -190,14 +207,15 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.steps_since_log += 1
-                state.epoch = epoch + (i + 1) / len(batches)
+                state.epoch = epoch + state.batches_seen_in_epoch / len(batches)
                 self._fire("on_step_end")
-                end_of_epoch = i + 1 == len(batches)
+                end_of_epoch = i + 1 == len(mine)
                 done = state.global_step >= max_steps
                 if self._due(args.logging_strategy, args.logging_steps, end_of_epoch, max_steps) or done or (
                         args.logging_first_step and state.global_step == 1):
                     self._check_finite(bad_step)
-                    logs = {"loss": round(loss_since_log.item() / state.steps_since_log, 6),
+                    mean_loss = dist.mean_across_ranks(loss_since_log).item() / state.steps_since_log
+                    logs = {"loss": round(mean_loss, 6),
                             "learning_rate": self.lr_scheduler.get_last_lr()[0]}
                     if grad_norm is not None:
                         logs["grad_norm"] = float(grad_norm)
@@ -216,17 +234,21 @@ class Trainer:
         self._check_finite(bad_step)
         runtime = time.perf_counter() - start_time
         steps_run = state.global_step - start_step
-        samples_run = steps_run * batch_size * args.gradient_accumulation_steps
-        train_loss = total_loss.item() / max(state.global_step, 1)
+        samples_run = steps_run * batch_size * world * args.gradient_accumulation_steps
+        train_loss = dist.mean_across_ranks(total_loss).item() / max(state.global_step, 1)
         metrics = {"train_runtime": round(runtime, 4),
                    "train_samples_per_second": round(samples_run / runtime, 3),
                    "train_steps_per_second": round(steps_run / runtime, 3),
                    "train_loss": train_loss}
+        self.log(metrics)
         if args.load_best_model_at_end and state.best_model_checkpoint:
             self._print(f"seqtune: loading the best model from {state.best_model_checkpoint} "
                         f"({args.metric_for_best_model}={state.best_metric})")
-            ckpt.load_model_weights(model, Path(state.best_model_checkpoint))
-        self.log(metrics)
+            ckpt.load_model_weights(self.model, Path(state.best_model_checkpoint))
+            self.save_model()
+        if (args.save_strategy != "no" or args.load_best_model_at_end) and dist.is_main():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / ckpt.STATE_FILE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
         self._fire("on_train_end")
         return TrainOutput(state.global_step, train_loss, metrics)
 
@@ -254,7 +276,7 @@ class Trainer:
             self._save_checkpoint(metrics, scaler)
 
     def _check_finite(self, bad_step: torch.Tensor) -> None:
-        step = int(bad_step)
+        step = int(dist.max_across_ranks(bad_step))
         if step >= 0:
             last = ckpt.list_checkpoints(self.output_dir)
             raise SeqtuneError(
@@ -272,11 +294,14 @@ class Trainer:
             if value is not None and (state.best_metric is None or (
                     value > state.best_metric if args.greater_is_better else value < state.best_metric)):
                 state.best_metric, state.best_model_checkpoint = value, str(folder)
-        training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.lr_scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None}
-        ckpt.save_checkpoint(self.output_dir, state.global_step, self.model, self.processing_class,
-                             training, dataclasses.asdict(state), args.to_dict())
-        ckpt.rotate_checkpoints(self.output_dir, args.save_total_limit, keep=(state.best_model_checkpoint,))
+        rng_states = dist.gather_to_all(ckpt.rng_state())  # each rank continues its own random stream
+        if dist.is_main():
+            training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.lr_scheduler.state_dict(),
+                        "scaler": scaler.state_dict() if scaler.is_enabled() else None}
+            ckpt.save_checkpoint(self.output_dir, state.global_step, self.model, self.processing_class,
+                                 training, dataclasses.asdict(state), args.to_dict(), rng_states)
+            ckpt.rotate_checkpoints(self.output_dir, args.save_total_limit, keep=(state.best_model_checkpoint,))
+        dist.barrier()
         self._fire("on_save")
 
     def _resume_dir(self, resume: bool | str | None) -> Path | None:
@@ -295,17 +320,24 @@ class Trainer:
     def _load_checkpoint(self, folder: Path, scaler: torch.amp.GradScaler) -> None:
         saved = ckpt.load_training_state(folder)
         state = TrainerState(**saved["state"])
-        if (state.num_examples, state.train_batch_size) != (self.state.num_examples, self.state.train_batch_size):
-            raise SeqtuneError(
-                f"resume: {folder} was made with {state.num_examples} training examples and batch size "
-                f"{state.train_batch_size}; this run has {self.state.num_examples} and "
-                f"{self.state.train_batch_size}, so it cannot continue that run")
+        then = {"training examples": state.num_examples, "batch size": state.train_batch_size,
+                "effective batch (batch x processes x accumulation)": state.train_batch_size * state.world_size
+                * saved["args"].get("gradient_accumulation_steps", 1)}
+        now = {"training examples": self.state.num_examples, "batch size": self.state.train_batch_size,
+               "effective batch (batch x processes x accumulation)": self.state.train_batch_size
+               * self.state.world_size * self.args.gradient_accumulation_steps}
+        differ = [f"{k} {then[k]} there, {now[k]} here" for k in then if then[k] != now[k]]
+        if differ:
+            raise SeqtuneError(f"resume: {folder} comes from another recipe ({'; '.join(differ)}), "
+                               "so this run cannot continue it; start a new output_dir or restore the recipe")
         ckpt.load_model_weights(self.model, folder)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.lr_scheduler.load_state_dict(saved["scheduler"])
         if saved["scaler"] is not None:
             scaler.load_state_dict(saved["scaler"])
-        ckpt.set_rng_state(saved["rng"])
+        rng = saved["rng"]
+        ckpt.set_rng_state(rng["ranks"][dist.rank()] if len(rng.get("ranks", ())) > dist.rank() else rng)
+        state.world_size = self.state.world_size
         self.state = state
         batches_per_epoch = math.ceil(state.num_examples / state.train_batch_size)
         if state.batches_seen_in_epoch >= batches_per_epoch:
@@ -333,10 +365,13 @@ class Trainer:
         model, was_training = self.model, self.model.training
         model.eval()
         start = time.perf_counter()
+        # Each rank evaluates every world-th batch of the length-sorted order, without padding the
+        # shards; outputs are gathered and put back in dataset order, so each sample counts once.
         order = eval_batches(lengths, self.args.per_device_eval_batch_size)
-        logits_parts, label_parts, loss_sum, seen = [], [], None, 0
+        mine = order[dist.rank()::dist.world_size()]
+        logits_parts, label_parts, loss_sum = [], [], None
         with torch.inference_mode():
-            for inputs in self._loader(rows, order):
+            for inputs in self._loader(rows, mine):
                 inputs = self._to_device(inputs)
                 with self._autocast():
                     loss, logits = self.compute_loss(model, inputs)
@@ -345,21 +380,24 @@ class Trainer:
                 n = len(inputs["input_ids"]) if "input_ids" in inputs else len(logits)
                 if loss is not None:
                     loss_sum = loss.float() * n if loss_sum is None else loss_sum + loss.float() * n
-                seen += n
                 logits_parts.append(_to_numpy(logits))  # off the device batch by batch
                 if "labels" in inputs:
-                    label_parts.append(inputs["labels"].cpu().numpy())
+                    label_parts.append(inputs["labels"].cpu().numpy().copy())
         model.train(was_training)
-        restore = np.argsort(np.fromiter((i for batch in order for i in batch), dtype=np.int64))
+        shards = dist.gather_to_all((logits_parts, label_parts, None if loss_sum is None else float(loss_sum)))
+        logits_parts = [part for shard in shards for part in shard[0]]
+        label_parts = [part for shard in shards for part in shard[1]]
+        visited = [i for r in range(dist.world_size()) for batch in order[r::dist.world_size()] for i in batch]
+        restore = np.argsort(np.asarray(visited, dtype=np.int64))
         predictions = np.concatenate(logits_parts)[restore] if logits_parts else np.zeros((0,))
         label_ids = np.concatenate(label_parts)[restore] if label_parts else None
         runtime = time.perf_counter() - start
         metrics: dict[str, float] = {}
-        if loss_sum is not None:
-            metrics["loss"] = float(loss_sum) / max(seen, 1)
+        if any(shard[2] is not None for shard in shards):
+            metrics["loss"] = sum(shard[2] or 0.0 for shard in shards) / len(lengths)
         if self.compute_metrics is not None and label_ids is not None:
             metrics.update(self.compute_metrics(EvalPrediction(predictions, label_ids)))
-        metrics.update({"runtime": round(runtime, 4), "samples_per_second": round(seen / runtime, 3),
+        metrics.update({"runtime": round(runtime, 4), "samples_per_second": round(len(lengths) / runtime, 3),
                         "steps_per_second": round(len(order) / runtime, 3)})
         metrics = {f"{prefix}_{k}" if not k.startswith(f"{prefix}_") else k: _plain_number(v)
                    for k, v in metrics.items()}
@@ -371,6 +409,8 @@ class Trainer:
         folder = Path(output_dir or self.args.output_dir)
         if folder.exists() and not folder.is_dir():
             raise SeqtuneError(f"cannot save the model to {folder}: it is a file")
+        if not dist.is_main():
+            return
         ckpt.save_model_files(self.model, folder, self.processing_class)
         (folder / "training_args.json").write_text(json.dumps(self.args.to_dict(), indent=2, default=str))
 
@@ -383,10 +423,12 @@ class Trainer:
                                getattr(getattr(self.model, "config", None), "num_labels", None))
 
     def _loader(self, dataset: Any, batches: list[list[int]]) -> torch.utils.data.DataLoader:
-        workers = self.args.dataloader_num_workers
+        # A generator of its own: a DataLoader otherwise draws its worker seed from the global RNG,
+        # so a resumed run (which builds one more loader) would get other dropout masks.
         return torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches, collate_fn=self.data_collator, num_workers=workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+            dataset, batch_sampler=batches, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.args.seed))
 
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -402,7 +444,8 @@ class Trainer:
         self.callback_handler.fire(event, self.args, self.state, self.control, model=self.model, **kwargs)
 
     def _print(self, message: str) -> None:
-        print(message, flush=True)
+        if dist.is_main():
+            print(message, flush=True)
 
 
 def _loss_and_logits(outputs: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -417,7 +460,7 @@ def _loss_and_logits(outputs: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
 def _to_numpy(logits: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:
     if isinstance(logits, (tuple, list)):
         logits = logits[0]
-    return logits.detach().float().cpu().numpy()
+    return logits.detach().float().cpu().numpy().copy()  # a copy: no tensor is kept alive
 
 
 def _plain_number(value: Any) -> Any:

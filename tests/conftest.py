@@ -12,13 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 GLUE_DIR = (ROOT.parent / "shared" / "datasets" / "glue").resolve()
 
 
-def tiny_bert(num_labels: int = 2, vocab_size: int = 30522, seed: int = 0):
+def tiny_bert(num_labels: int = 2, vocab_size: int = 30522, seed: int = 0, **config_overrides):
     """A 2-layer, hidden-32 BERT classifier built from its config: trains in seconds."""
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
+                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels,
+                        **config_overrides)
     return BertForSequenceClassification(config)
 
 
@@ -56,3 +57,32 @@ def _quiet_and_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     os.environ.pop("GLUE_DIR", None)
+
+
+TOPICS = {"sports": ["match", "goal", "team", "coach", "league"],
+          "food": ["pasta", "soup", "bread", "cheese", "salad"],
+          "tech": ["laptop", "code", "chip", "server", "phone"]}
+FILLER = ["the", "a", "today", "really", "we", "saw", "some", "and", "very", "new"]
+
+
+def topic_rows(n: int, seed: int = 0) -> list[dict]:
+    """A made-up 3-class dataset: the topic words decide the label; filler words are noise."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(TOPICS)[i % 3]
+        words = rng.sample(FILLER, 4) + rng.sample(TOPICS[label], 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_tokenizer) -> Path:
+    """A tiny random BERT with the embedded model's tokenizer, saved as a model folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert().save_pretrained(folder)
+    embedded_tokenizer.save_pretrained(folder)
+    return folder

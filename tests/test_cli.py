@@ -27,7 +27,7 @@ def test_train_a_few_steps_on_mrpc(tmp_path, glue_dir):
     result = run_cli("train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(tmp_path / "run"),
                      "--quiet", env={"GLUE_DIR": str(glue_dir)})
     assert result.returncode == 0, result.stderr
-    assert "final dev (validation, 408 examples): accuracy=" in result.stdout and " f1=" in result.stdout
+    assert "final validation (408 examples): accuracy=" in result.stdout and " f1=" in result.stdout
     out = tmp_path / "run"
     assert (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()

@@ -87,6 +87,7 @@ class PlainClassifier(torch.nn.Module):
 
     def __init__(self, as_dict=False):
         super().__init__()
+        torch.manual_seed(0)
         self.embed = torch.nn.EmbeddingBag(64, 2, mode="sum")
         self.as_dict = as_dict
 
@@ -149,3 +150,11 @@ def test_unlabelled_split_predicts_without_labels(tmp_path):
                                        {"input_ids": [1, 2], "label": -1, "idx": 1}])
     output = Trainer(tiny_bert(), _args(tmp_path)).predict(rows)
     assert output.predictions.shape == (2, 2) and output.label_ids is None
+
+
+def test_string_labels_need_a_mapping(tmp_path):
+    import datasets
+
+    rows = datasets.Dataset.from_list([{"input_ids": [1, 2], "label": "pos"}, {"input_ids": [1], "label": "neg"}])
+    with pytest.raises(SeqtuneError, match="holds string values but the model classifies into 2 classes"):
+        Trainer(tiny_bert(), _args(tmp_path), train_dataset=rows).train()

@@ -1,0 +1,127 @@
+"""torchrun support on PyTorch's own engine: the process group from the environment, DDP,
+rank-strided batches, and exact gathering of evaluation outputs."""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_environment(use_cpu: bool = False) -> torch.device | None:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); None when not launched so.
+
+    A collective that waits longer than SEQTUNE_DIST_TIMEOUT seconds (default 600) fails instead of
+    hanging, so a rank that dies stops the whole job.
+    """
+    if not launched_by_torchrun():
+        return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not use_cpu
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=float(os.environ.get("SEQTUNE_DIST_TIMEOUT", "600")))
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout,
+                                device_id=device if use_cuda else None)
+        atexit.register(_shutdown)
+    return device
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel when there are several processes; the model itself otherwise."""
+    if world_size() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def no_sync(model: torch.nn.Module, sync: bool):
+    """Skip DDP's gradient all-reduce on accumulation micro-steps."""
+    if sync or not hasattr(model, "no_sync"):
+        return nullcontext()
+    return model.no_sync()
+
+
+def rank_batches(batches: list[list[int]], start: int = 0) -> list[list[int]]:
+    """This rank's share of an epoch from batch `start` on: every world-th batch.
+
+    The epoch's batch list (a function of seed, epoch and per-device batch size only) is padded to a
+    multiple of the world size with batches from its start, so that no rank idles in the last step;
+    one process sees the list unchanged, and any world size resumes at the same batch.
+    """
+    world, remaining = world_size(), batches[start:]
+    if world == 1:
+        return remaining
+    padded = remaining + batches[: -len(remaining) % world]
+    return padded[rank()::world]
+
+
+def mean_across_ranks(value: torch.Tensor) -> torch.Tensor:
+    if world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= world_size()
+    return value
+
+
+def max_across_ranks(value: torch.Tensor) -> torch.Tensor:
+    if world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value
+
+
+def gather_to_all(obj: Any) -> list[Any]:
+    """Every rank's object, in rank order, on every rank (small things: indices, NumPy arrays)."""
+    if world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's object on every rank: decisions (stop, best metric) taken once."""
+    if world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)

@@ -1,0 +1,271 @@
+"""What a run leaves behind: metrics.jsonl, training_curves.png, report.md and a hub model card."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .callbacks import TrainerCallback
+from .errors import SeqtuneError
+
+METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
+CURVES_FILE = "training_curves.png"
+
+
+class ReportCallback(TrainerCallback):
+    """Appends every log to metrics.jsonl as it happens; `finish` writes the plot, report and card."""
+
+    def __init__(self, output_dir: Path, recipe: Any, tokenized: Any) -> None:
+        self.output_dir = Path(output_dir)
+        self.recipe = recipe
+        self.tokenized = tokenized
+        self.epoch_started = 0.0
+        self.epoch_seconds: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if state.global_step == 0:
+            (self.output_dir / METRICS_FILE).write_text("")
+
+    def on_epoch_begin(self, args, state, control, **kwargs: Any) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs: Any) -> None:
+        self.epoch_seconds.append(round(time.perf_counter() - self.epoch_started, 1))
+
+    def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
+        with open(self.output_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(logs) + "\n")
+
+    def finish(self, trainer: Any, final: dict[str, float]) -> None:
+        """Write run.json (what the report needs besides the metrics), then the report files."""
+        from .device import describe
+
+        recipe, run = self.recipe, {}
+        validation = self.tokenized[recipe.validation]
+        run["task"] = recipe.name
+        run["task_type"] = recipe.task_type
+        run["label_names"] = recipe.label_names
+        run["model"] = getattr(getattr(trainer.model, "config", None), "_name_or_path", "") or "custom model"
+        run["device"] = describe(trainer.device, trainer.autocast_dtype)
+        run["args"] = trainer.args.to_dict()
+        run["data"] = {split: _balance(self.tokenized[split], recipe.label_names) for split in self.tokenized}
+        run["epoch_seconds"] = self.epoch_seconds
+        run["final"] = final
+        run["best_model_checkpoint"] = trainer.state.best_model_checkpoint
+        run["best_metric"] = trainer.state.best_metric
+        if recipe.task_type == "classification":
+            output = trainer.predict(validation)
+            predicted = output.predictions.argmax(-1).tolist()
+            run["confusion"] = _confusion(output.label_ids.tolist(), predicted, len(recipe.label_names))
+        (self.output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+        rebuild_report(self.output_dir)
+
+
+def _balance(split: Any, label_names: list[str]) -> dict[str, Any]:
+    info: dict[str, Any] = {"rows": len(split)}
+    if "label" in split.column_names and label_names:
+        counts = Counter(split["label"])
+        info["labels"] = {label_names[i] if 0 <= i < len(label_names) else str(i): n
+                          for i, n in sorted(counts.items())}
+    return info
+
+
+def _confusion(gold: list[int], predicted: list[int], classes: int) -> list[list[int]]:
+    matrix = [[0] * classes for _ in range(classes)]
+    for g, p in zip(gold, predicted, strict=True):
+        if 0 <= g < classes:
+            matrix[g][p] += 1
+    return matrix
+
+
+def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
+    path = Path(output_dir) / METRICS_FILE
+    if not path.is_file():
+        raise SeqtuneError(f"{output_dir} has no {METRICS_FILE}; is it a seqtune output directory?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path) -> list[tuple[str, str, str]]:
+    """Training loss and learning rate by step, evaluation metrics at each evaluation, epochs marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if "loss" in r and "step" in r]
+    evals = [r for r in records if "eval_loss" in r]
+    eval_keys = sorted({k for r in evals for k in r if k.startswith("eval_") and k not in
+                        ("eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second")})
+    figure, (loss_ax, lr_ax, eval_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
+    loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss", color="C0")
+    if evals:
+        loss_ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval loss",
+                     color="C3")
+    loss_ax.set(title="Loss", xlabel="optimizer step", ylabel="loss")
+    lr_ax.plot([r["step"] for r in train if "learning_rate" in r],
+               [r["learning_rate"] for r in train if "learning_rate" in r], color="C2")
+    lr_ax.set(title="Learning rate", xlabel="optimizer step", ylabel="learning rate")
+    for key in eval_keys:
+        eval_ax.plot([r["step"] for r in evals if key in r], [r[key] for r in evals if key in r], "o-",
+                     label=key.removeprefix("eval_"))
+    eval_ax.set(title="Evaluation metrics", xlabel="optimizer step", ylabel="value")
+    steps_per_epoch = _steps_per_epoch(records)
+    last_step = max([r.get("step", 0) for r in records] or [0])
+    for axis in (loss_ax, lr_ax, eval_ax):
+        if steps_per_epoch:
+            for epoch in range(1, int(last_step / steps_per_epoch) + 1):
+                axis.axvline(epoch * steps_per_epoch, color="grey", linestyle=":", linewidth=1)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="best", fontsize=8)
+    figure.suptitle("seqtune run (dotted lines: epoch ends)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return [(a.get_title(), a.get_xlabel(), a.get_ylabel()) for a in (loss_ax, lr_ax, eval_ax)]
+
+
+def _steps_per_epoch(records: list[dict[str, Any]]) -> float | None:
+    for record in records:
+        if record.get("epoch") and record.get("step"):
+            return record["step"] / record["epoch"]
+    return None
+
+
+def rebuild_report(output_dir: Path) -> int:
+    """`seqtune report DIR`: the plot, report.md and the model card again from the run's files."""
+    output_dir = Path(output_dir)
+    records = read_metrics(output_dir)
+    run_path = output_dir / RUN_FILE
+    run = json.loads(run_path.read_text()) if run_path.is_file() else {}
+    plot_curves(records, output_dir / CURVES_FILE)
+    (output_dir / "report.md").write_text(render_report(records, run))
+    (output_dir / "README.md").write_text(render_model_card(run))
+    print(f"seqtune: wrote {output_dir / 'report.md'}, {output_dir / CURVES_FILE} and the model card README.md")
+    return 0
+
+
+def render_report(records: list[dict[str, Any]], run: dict[str, Any]) -> str:
+    args = run.get("args", {})
+    summary = next((r for r in reversed(records) if "train_runtime" in r), {})
+    lines = [f"# seqtune run: {run.get('task', 'unknown task')}", "",
+             f"![training curves]({CURVES_FILE})", "", "## Recipe", "",
+             f"- model: `{run.get('model', '?')}`; task type: {run.get('task_type', '?')}",
+             f"- epochs {args.get('num_train_epochs')}, max steps {args.get('max_steps')}, batch "
+             f"{args.get('per_device_train_batch_size')} x {args.get('gradient_accumulation_steps')} accumulation, "
+             f"learning rate {args.get('learning_rate')} ({args.get('lr_scheduler_type')}, warmup "
+             f"{args.get('warmup_steps')}), weight decay {args.get('weight_decay')}, seed {args.get('seed')}",
+             f"- device and precision: {run.get('device', '?')}", "", "## Data", ""]
+    for split, info in run.get("data", {}).items():
+        balance = ", ".join(f"{k}: {v}" for k, v in info.get("labels", {}).items())
+        lines.append(f"- {split}: {info['rows']:,} rows" + (f" ({balance})" if balance else ""))
+    lines += ["", "## Speed", ""]
+    if summary:
+        lines.append(f"- training: {summary.get('train_runtime', 0):.1f} s, "
+                     f"{summary.get('train_samples_per_second', 0):.1f} samples/s")
+    if run.get("epoch_seconds"):
+        lines.append("- time per epoch (s): " + ", ".join(f"{s:.1f}" for s in run["epoch_seconds"]))
+    lines += ["", "## Results", ""]
+    for key, value in run.get("final", {}).items():
+        if not key.endswith(("runtime", "per_second")):
+            lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
+    if run.get("best_model_checkpoint"):
+        lines.append(f"- best checkpoint: `{run['best_model_checkpoint']}` "
+                     f"({args.get('metric_for_best_model')} = {run.get('best_metric')})")
+    if run.get("confusion"):
+        names = run.get("label_names") or [str(i) for i in range(len(run["confusion"]))]
+        lines += ["", "## Confusion matrix (validation; rows: true label, columns: predicted)", "",
+                  "| true \\ predicted | " + " | ".join(names) + " |",
+                  "| --- |" + " ---: |" * len(names)]
+        for name, row in zip(names, run["confusion"], strict=True):
+            lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_model_card(run: dict[str, Any]) -> str:
+    """A README.md with the YAML front matter the Hugging Face hub reads (model-index with results)."""
+    final = {k.removeprefix("eval_"): v for k, v in run.get("final", {}).items()
+             if isinstance(v, float) and not k.endswith(("runtime", "per_second"))}
+    metric_lines = "".join(f"      - type: {k}\n        value: {v:.4f}\n" for k, v in final.items())
+    task = run.get("task", "text classification")
+    base = run.get("model", "")
+    front = ("---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags:\n- seqtune\n"
+             "- text-classification\n" + (f"base_model: {base}\n" if base and "/" in base and
+                                          not base.startswith("/") else "") +
+             f"model-index:\n- name: {task.replace('/', '-')}-seqtune\n  results:\n  - task:\n"
+             "      type: text-classification\n    dataset:\n"
+             f"      name: {task}\n      type: {task}\n    metrics:\n{metric_lines}---\n")
+    labels = ", ".join(run.get("label_names", [])) or "a real value (regression)"
+    args = run.get("args", {})
+    return front + (
+        f"\n# {task} fine-tuned with seqtune\n\nFine-tuned from `{base}` on {task} ({run.get('task_type')}; "
+        f"outputs: {labels}).\n\n## Use\n\n```python\nfrom transformers import pipeline\n"
+        "classifier = pipeline(\"text-classification\", model=\"PATH_TO_THIS_FOLDER\")\n```\n\n"
+        f"## Training\n\nlearning rate {args.get('learning_rate')}, batch {args.get('per_device_train_batch_size')}, "
+        f"epochs {args.get('num_train_epochs')}, seed {args.get('seed')}, on {run.get('device', '?')}.\n\n"
+        "## Results (validation)\n\n" + "".join(f"- {k}: {v:.4f}\n" for k, v in final.items()))
+
+
+class TensorBoardCallback(TrainerCallback):
+    """Every logged number as a TensorBoard scalar under output_dir/runs/."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
+        for key, value in (logs or {}).items():
+            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                tag = key.replace("eval_", "eval/", 1) if key.startswith("eval_") else f"train/{key}"
+                self.writer.add_scalar(tag, value, state.global_step)
+        self.writer.flush()
+
+    def on_train_end(self, args, state, control, **kwargs: Any) -> None:
+        self.writer.close()
+
+
+class TrackerCallback(TrainerCallback):
+    """wandb or mlflow: numbers logged at each step (the libraries' own clients)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.module = __import__(name)
+        self.started = False
+
+    def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
+        if self.name == "wandb" and self.module.run is None:
+            self.module.init(config=args.to_dict())
+        elif self.name == "mlflow" and self.module.active_run() is None:
+            self.module.start_run()
+            self.module.log_params({k: v for k, v in args.to_dict().items() if v is not None})
+        self.started = True
+
+    def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
+        numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if self.name == "wandb":
+            self.module.log(numbers, step=state.global_step)
+        else:
+            self.module.log_metrics(numbers, step=state.global_step)
+
+
+def tracker_callbacks(report_to: list[str], output_dir: Path) -> list[TrainerCallback]:
+    """The callbacks for `report_to`; a tracker that is not installed is said, not silently skipped."""
+    import importlib.util
+
+    wanted = ["tensorboard", "wandb", "mlflow"] if "all" in report_to else [r for r in report_to if r != "none"]
+    callbacks: list[TrainerCallback] = []
+    for name in wanted:
+        if importlib.util.find_spec(name) is None:
+            if "all" in report_to:
+                continue  # "all" means whichever are installed
+            raise SeqtuneError(f"report_to={name!r} needs the {name} package, which is not installed: "
+                               f"pip install {name}")
+        callbacks.append(TensorBoardCallback(Path(output_dir) / "runs") if name == "tensorboard"
+                         else TrackerCallback(name))
+    return callbacks

@@ -1,0 +1,96 @@
+import json
+
+import pandas as pd
+import pytest
+
+from seqtune import SeqtuneError
+from seqtune.data.files import infer_task, load_files, read_table
+
+from ..conftest import topic_rows
+
+
+def _write(path, rows, fmt, header=True):
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        frame.to_csv(path, index=False, header=header)
+    elif fmt == "tsv":
+        frame.to_csv(path, index=False, sep="\t", header=header)
+    elif fmt == "json":
+        path.write_text(json.dumps(rows))
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_every_format_reads_and_infers(tmp_path, fmt):
+    path = _write(tmp_path / f"data.{fmt}", topic_rows(30), fmt)
+    splits, task = load_files(path, validation_split=0.2, seed=1)
+    assert task.text_columns == ["text"] and task.label_column == "label"
+    assert task.task_type == "classification" and task.label_names == ["food", "sports", "tech"]
+    assert len(splits["train"]) == 24 and len(splits["validation"]) == 6
+    assert sorted(splits["validation"]["label"]) == [0, 0, 1, 1, 2, 2]  # stratified
+
+
+def test_no_header_infers_text_and_label_by_content(tmp_path):
+    path = _write(tmp_path / "data.csv", topic_rows(12), "csv", header=False)
+    frame = read_table(path)
+    assert list(frame.columns) == [0, 1]
+    task = infer_task(frame)
+    assert task.text_columns == [0] and task.label_column == 1
+    explicit = infer_task(read_table(path, header=False), text_columns=["0"], label_column="1")
+    assert explicit.text_columns == [0]
+
+
+def test_pairs_integer_labels_and_regression(tmp_path):
+    pairs = [{"premise": f"p {i} words here", "hypothesis": f"h {i} words", "label": i % 2} for i in range(10)]
+    task = infer_task(read_table(_write(tmp_path / "p.csv", pairs, "csv")))
+    assert task.text_columns == ["premise", "hypothesis"] and task.label_names == ["0", "1"]
+    scores = [{"sentence1": "a b c", "sentence2": "d e f", "score": i / 3} for i in range(9)]
+    regression = infer_task(read_table(_write(tmp_path / "s.jsonl", scores, "jsonl")))
+    assert regression.task_type == "regression" and regression.num_labels == 1
+    forced = infer_task(read_table(tmp_path / "p.csv"), task_type="regression")
+    assert forced.task_type == "regression"
+
+
+def test_string_labels_round_trip_to_ids_in_sorted_order(tmp_path):
+    path = _write(tmp_path / "d.csv", [{"text": "x y z", "label": lab} for lab in ["pos", "neg", "pos"]], "csv")
+    splits, task = load_files(path, validation=path)
+    assert task.label_names == ["neg", "pos"] and splits["train"]["label"] == [1, 0, 1]
+
+
+@pytest.mark.parametrize("content, name, message", [
+    ("colA,colB\nfoo bar baz qux quux,1\n", "d.csv", "cannot tell which columns hold the text; found 'colA', 'colB'"),
+    ("text,label\n,1\nok text,0\n", "d.csv", "row 1: the text in column 'text' is missing or empty"),
+    ("text,label\na,1\n", "d.json", "not valid JSON"),
+    ("", "d.csv", "the file is empty"),
+    ("text,label\n", "d.txt", "cannot tell the format from '.txt'"),
+])
+def test_errors_say_what_and_where(tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(SeqtuneError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_files(path, validation=path)
+
+
+def test_non_utf8_and_unknown_validation_label(tmp_path):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("text,label\ncaf\xe9 au lait,1\n".encode("latin-1"))
+    with pytest.raises(SeqtuneError, match=r"line 2: not UTF-8 text"):
+        load_files(bad, validation=bad)
+    train = _write(tmp_path / "t.csv", [{"text": "abc def", "label": "a"}, {"text": "ghi jkl", "label": "b"}], "csv")
+    dev = _write(tmp_path / "v.csv", [{"text": "abc def", "label": "c"}], "csv")
+    with pytest.raises(SeqtuneError, match="row 1: label 'c' is not one of the training labels"):
+        load_files(train, validation=dev)
+    missing = _write(tmp_path / "m.csv", [{"sentence": "abc def", "label": "a"}], "csv")
+    with pytest.raises(SeqtuneError, match="no column 'text'"):
+        load_files(train, validation=missing)
+
+
+def test_python_api_passes_files_to_datasets(tmp_path):
+    from seqtune import load_dataset
+
+    path = _write(tmp_path / "d.parquet", topic_rows(6), "parquet")
+    assert load_dataset("parquet", data_files=str(path))["train"].num_rows == 6
