@@ -15,6 +15,7 @@ _EXPORTS = {
     "EvalPrediction": "trainer", "TrainerState": "trainer", "set_seed": "trainer",
     "TrainingArguments": "args",
     "load_dataset": "data", "DataCollatorWithPadding": "data.collate",
+    "load_files": "data.files", "infer_task": "data.files",
     "load_metric": "metrics",
     "default_model": "models",
     "TrainerCallback": "callbacks", "TrainerControl": "callbacks",
@@ -34,7 +35,9 @@ __all__ = [
     "TrainerState",
     "TrainingArguments",
     "default_model",
+    "infer_task",
     "load_dataset",
+    "load_files",
     "load_metric",
     "set_seed",
 ]
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from .callbacks import EarlyStoppingCallback, TrainerCallback, TrainerControl
     from .data import load_dataset
     from .data.collate import DataCollatorWithPadding
+    from .data.files import infer_task, load_files
     from .errors import SeqtuneError
     from .metrics import load_metric
     from .models import default_model

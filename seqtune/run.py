@@ -144,7 +144,7 @@ def run_train(options: argparse.Namespace) -> int:
         "metrics": recipe.metric_names, "max_length": options.max_length, "task": recipe.name}, indent=2))
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
     final = {k: v for k, v in last_eval.items() if k.startswith("eval_")} if last_eval else trainer.evaluate()
-    if "test" in tokenized and "label" in tokenized["test"].column_names:
+    if "test" in tokenized and "label" in tokenized["test"].column_names and min(tokenized["test"]["label"]) >= 0:
         final.update(trainer.predict(tokenized["test"]).metrics)
     (output_dir / "all_results.json").write_text(json.dumps({**result.metrics, **final}, indent=2))
     report.finish(trainer, final)

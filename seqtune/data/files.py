@@ -20,7 +20,7 @@ TEXT_PAIRS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("question", "an
               ("premise", "hypothesis"), ("question1", "question2"), ("query", "passage"),
               ("question", "sentence"), ("text1", "text2"))
 TEXT_SINGLES = ("text", "sentence", "review", "content", "document", "comment", "body", "utterance")
-LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "y")
+LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "sentiment", "rating", "stars", "y")
 MAX_CLASSES = 1000
 
 
