@@ -190,7 +190,7 @@ def render_report(records: list[dict[str, Any]], run: dict[str, Any]) -> str:
 def render_model_card(run: dict[str, Any]) -> str:
     """A README.md with the YAML front matter the Hugging Face hub reads (model-index with results)."""
     final = {k.removeprefix("eval_"): v for k, v in run.get("final", {}).items()
-             if isinstance(v, float) and not k.endswith(("runtime", "per_second"))}
+             if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("loss", "runtime", "per_second"))}
     metric_lines = "".join(f"      - type: {k}\n        value: {v:.4f}\n" for k, v in final.items())
     task = run.get("task", "text classification")
     base = run.get("model", "")

@@ -65,7 +65,8 @@ def file_recipe(options: argparse.Namespace) -> Recipe:
         metrics = ["pearson", "spearman"]
     else:
         metrics = ["accuracy", "macro_f1"] + (["f1"] if task.num_labels == 2 else [])
-    name = Path(options.train).stem
+    path = Path(options.train).resolve()
+    name = path.parent.name if path.stem.lower() in ("train", "training", "data") else path.stem
     return Recipe(name, splits, task.task_type, task.label_names, metrics, "validation", task.text_columns)
 
 
