@@ -51,8 +51,13 @@ def init_from_environment(use_cpu: bool = False) -> torch.device | None:
 
 
 def _shutdown() -> None:
+    """Leave together: a rank that tears down its connections while another still uses them makes
+    gloo abort the other one."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -409,10 +409,10 @@ class Trainer:
         folder = Path(output_dir or self.args.output_dir)
         if folder.exists() and not folder.is_dir():
             raise SeqtuneError(f"cannot save the model to {folder}: it is a file")
-        if not dist.is_main():
-            return
-        ckpt.save_model_files(self.model, folder, self.processing_class)
-        (folder / "training_args.json").write_text(json.dumps(self.args.to_dict(), indent=2, default=str))
+        if dist.is_main():
+            ckpt.save_model_files(self.model, folder, self.processing_class)
+            (folder / "training_args.json").write_text(json.dumps(self.args.to_dict(), indent=2, default=str))
+        dist.barrier()  # the others wait for the files (and do not exit while rank 0 still writes)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _prepare(self, dataset: Any, what: str) -> tuple[Any, list[int]]:
