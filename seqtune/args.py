@@ -63,6 +63,8 @@ class TrainingArguments:
     load_best_model_at_end: bool = False
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
+    # FSDP2 (torch.distributed.fsdp.fully_shard) under torchrun: True, or transformers' "full_shard".
+    fsdp: bool | str = False
     # Deprecated spelling from the course; moved into eval_strategy with a warning.
     evaluation_strategy: str | None = field(default=None, repr=False)
 
@@ -145,6 +147,7 @@ class TrainingArguments:
                     f"(got save_strategy={self.save_strategy!r}, eval_strategy={self.eval_strategy!r}) and, "
                     "for 'steps', save_steps a multiple of eval_steps"
                 )
+        self.fsdp = bool(self.fsdp)
         if self.metric_for_best_model is None and self.load_best_model_at_end:
             self.metric_for_best_model = "loss"
         if self.metric_for_best_model is not None and self.greater_is_better is None:

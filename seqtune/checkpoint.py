@@ -25,15 +25,23 @@ OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 SCALER_FILE = "scaler.pt"
 RNG_FILE = "rng_state.pth"
-COMPLETE = (MODEL_FILE, STATE_FILE, OPTIMIZER_FILE)
+SHARDED_DIR = "sharded"  # FSDP2: model and optimizer shards written by torch.distributed.checkpoint
 
 
-def save_model_files(model: torch.nn.Module, folder: Path, tokenizer: Any = None) -> None:
-    """The model as safetensors plus config (a transformers model folder), and the tokenizer."""
+def save_model_files(model: torch.nn.Module, folder: Path, tokenizer: Any = None,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """The model as safetensors plus config (a transformers model folder), and the tokenizer.
+
+    `state_dict` replaces the model's own (a sharded model's gathered weights).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "save_pretrained"):
         with quiet_transformers():
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+    elif state_dict is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(folder / MODEL_FILE))
     else:
         from safetensors.torch import save_model
 
@@ -60,17 +68,21 @@ def quiet_transformers() -> Iterator[None]:
 
 def save_checkpoint(output_dir: Path, step: int, model: torch.nn.Module, tokenizer: Any,
                     training: dict[str, Any], state: dict[str, Any], args: dict[str, Any],
-                    rng_states: list[dict[str, Any]] | None = None) -> Path:
+                    rng_states: list[dict[str, Any]] | None = None,
+                    full_state: dict[str, torch.Tensor] | None = None, sharded: Path | None = None) -> Path:
     """Write `output_dir/checkpoint-<step>` atomically: a crash leaves the old set or the new one.
 
-    `training` holds the optimizer, scheduler and scaler state dicts (any may be None).
+    `training` holds the optimizer, scheduler and scaler state dicts (any may be None). For a sharded
+    model, `full_state` is its gathered weights and `sharded` the folder of shards the ranks wrote.
     """
     final = output_dir / f"{PREFIX}{step}"
     staging = output_dir / f".tmp-{PREFIX}{step}-{os.getpid()}"
     try:
         if staging.exists():
             shutil.rmtree(staging)
-        save_model_files(model, staging, tokenizer)
+        save_model_files(model, staging, tokenizer, full_state)
+        if sharded is not None:
+            shutil.move(str(sharded), str(staging / SHARDED_DIR))
         for name, key in ((OPTIMIZER_FILE, "optimizer"), (SCHEDULER_FILE, "scheduler"),
                           (SCALER_FILE, "scaler")):
             if training.get(key) is not None:
@@ -134,9 +146,15 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     found = []
     for path in output_dir.iterdir():
         match = re.fullmatch(rf"{PREFIX}(\d+)", path.name)
-        if match and path.is_dir() and all((path / f).is_file() for f in COMPLETE):
+        if match and is_complete(path):
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
+
+
+def is_complete(folder: Path) -> bool:
+    """Weights, trainer state, and the optimizer state (whole, or as FSDP2 shards)."""
+    return (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file() and (
+        (folder / OPTIMIZER_FILE).is_file() or (folder / SHARDED_DIR / ".metadata").is_file())
 
 
 def rotate_checkpoints(output_dir: Path, limit: int | None, keep: tuple[str | None, ...] = ()) -> None:

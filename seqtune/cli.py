@@ -55,6 +55,8 @@ def _train_parser(commands) -> None:
     training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                           help="plain random batches instead of length-grouped ones")
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")
+    training.add_argument("--fsdp", action="store_true",
+                          help="under torchrun: shard the model with FSDP2 instead of replicating it (DDP)")
     evaluation = train.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=int, default=8, help="per-device evaluation batch size")
     checkpoints = train.add_argument_group("checkpoints")

@@ -1,12 +1,13 @@
-"""torchrun support on PyTorch's own engine: the process group from the environment, DDP,
-rank-strided batches, and exact gathering of evaluation outputs."""
+"""torchrun support on PyTorch's own engine: the process group from the environment, DDP or FSDP2,
+rank-strided batches, exact gathering of evaluation outputs, sharded checkpoints."""
 
 from __future__ import annotations
 
 import atexit
 import datetime
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -60,8 +61,20 @@ def _shutdown() -> None:
             dist.destroy_process_group()
 
 
-def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DistributedDataParallel when there are several processes; the model itself otherwise."""
+def wrap_model(model: torch.nn.Module, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
+    """FSDP2 if asked (each repeated block, then the root: parameters sharded across ranks, in
+    place), else DistributedDataParallel when there are several processes, else the model itself."""
+    if fsdp:
+        if not dist.is_initialized():
+            from .errors import SeqtuneError
+
+            raise SeqtuneError("fsdp=True shards the model across processes: launch with torchrun")
+        from torch.distributed.fsdp import fully_shard
+
+        for block in _repeated_blocks(model):
+            fully_shard(block)
+        fully_shard(model)
+        return model
     if world_size() == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -69,11 +82,71 @@ def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def _repeated_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer layers: members of a ModuleList of several modules of one class."""
+    blocks = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1 and len({type(m) for m in module}) == 1:
+            blocks.extend(module)
+    return blocks
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return hasattr(model, "set_requires_gradient_sync")  # an FSDP2 module
+
+
+@contextmanager
+def _fsdp_no_sync(model: torch.nn.Module) -> Iterator[None]:
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
 def no_sync(model: torch.nn.Module, sync: bool):
-    """Skip DDP's gradient all-reduce on accumulation micro-steps."""
-    if sync or not hasattr(model, "no_sync"):
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP2) on accumulation micro-steps."""
+    if sync:
         return nullcontext()
-    return model.no_sync()
+    if is_sharded(model):
+        return _fsdp_no_sync(model)
+    return model.no_sync() if hasattr(model, "no_sync") else nullcontext()
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """A sharded model's whole state dict on rank 0's CPU (a collective); None for unsharded models."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, folder: str) -> None:
+    """Each rank writes its shards of the model and optimizer (torch.distributed.checkpoint)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
+
+
+def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, folder: str) -> None:
+    """Read shards back, resharding for this world size if it changed."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_model_state_dict, set_state_dict
+
+    if optimizer is None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        state = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=folder)
+        set_model_state_dict(model, state["model"])
+        return
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=folder)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def rank_batches(batches: list[list[int]], start: int = 0) -> list[list[int]]:

@@ -9,8 +9,8 @@ import torch
 from .args import TrainingArguments
 
 
-def create_optimizer(model: torch.nn.Module, args: TrainingArguments,
-                     device: torch.device) -> torch.optim.Optimizer:
+def create_optimizer(model: torch.nn.Module, args: TrainingArguments, device: torch.device,
+                     allow_fused: bool = True) -> torch.optim.Optimizer:
     """AdamW with no weight decay on biases and LayerNorm weights, as transformers does."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -19,7 +19,8 @@ def create_optimizer(model: torch.nn.Module, args: TrainingArguments,
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": args.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    fused = device.type in ("cuda", "cpu") and all(p.dtype.is_floating_point for p in decay + no_decay)
+    floating = all(p.dtype.is_floating_point for p in decay + no_decay)
+    fused = allow_fused and device.type in ("cuda", "cpu") and floating  # not for FSDP2's DTensors
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                              eps=args.adam_epsilon, fused=fused or None)
 

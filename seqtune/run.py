@@ -134,7 +134,8 @@ def run_train(options: argparse.Namespace) -> int:
         warmup_steps=options.warmup_steps if options.warmup_steps < 1 else int(options.warmup_steps),
         gradient_accumulation_steps=options.gradient_accumulation_steps, seed=options.seed,
         bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
-        logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to)
+        logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to,
+        fsdp=options.fsdp)
     report = ReportCallback(output_dir, recipe, tokenized)
     trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=tokenized[recipe.validation],
                       processing_class=tokenizer, compute_metrics=make_compute_metrics(recipe), callbacks=[report])

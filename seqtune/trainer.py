@@ -103,7 +103,8 @@ class Trainer:
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
         self.model = model.to(self.device)
         self._attention_note = use_fast_attention(self.model, self.device)
-        self.model_wrapped = dist.wrap_model(self.model, self.device)
+        self.model_wrapped = dist.wrap_model(self.model, self.device, self.args.fsdp)
+        self._sharded = dist.is_sharded(self.model_wrapped)
         from .report import tracker_callbacks
 
         # Progress, printing and trackers on rank 0 only; the user's callbacks run on every rank, so
@@ -153,7 +154,7 @@ class Trainer:
         num_epochs = math.ceil(max_steps / steps_per_epoch)
         model = self.model_wrapped
         if self.optimizer is None:
-            self.optimizer = create_optimizer(model, args, self.device)
+            self.optimizer = create_optimizer(model, args, self.device, allow_fused=not self._sharded)
         if self.lr_scheduler is None:
             self.lr_scheduler = create_scheduler(self.optimizer, args, max_steps)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
@@ -218,7 +219,8 @@ class Trainer:
                     logs = {"loss": round(mean_loss, 6),
                             "learning_rate": self.lr_scheduler.get_last_lr()[0]}
                     if grad_norm is not None:
-                        logs["grad_norm"] = float(grad_norm)
+                        total = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+                        logs["grad_norm"] = float(total)
                     loss_since_log.zero_()
                     state.steps_since_log = 0
                     self.log(logs)
@@ -244,7 +246,7 @@ class Trainer:
         if args.load_best_model_at_end and state.best_model_checkpoint:
             self._print(f"seqtune: loading the best model from {state.best_model_checkpoint} "
                         f"({args.metric_for_best_model}={state.best_metric})")
-            ckpt.load_model_weights(self.model, Path(state.best_model_checkpoint))
+            self._load_weights(Path(state.best_model_checkpoint))
             self.save_model()
         if (args.save_strategy != "no" or args.load_best_model_at_end) and dist.is_main():
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -295,11 +297,18 @@ class Trainer:
                     value > state.best_metric if args.greater_is_better else value < state.best_metric)):
                 state.best_metric, state.best_model_checkpoint = value, str(folder)
         rng_states = dist.gather_to_all(ckpt.rng_state())  # each rank continues its own random stream
+        sharded = full_state = None
+        if self._sharded:  # every rank writes its shards; rank 0 also gets the whole weights
+            sharded = self.output_dir / f".tmp-sharded-{ckpt.PREFIX}{state.global_step}"
+            dist.save_sharded(self.model, self.optimizer, str(sharded))
+            full_state = dist.full_state_dict(self.model)
         if dist.is_main():
-            training = {"optimizer": self.optimizer.state_dict(), "scheduler": self.lr_scheduler.state_dict(),
+            training = {"optimizer": None if self._sharded else self.optimizer.state_dict(),
+                        "scheduler": self.lr_scheduler.state_dict(),
                         "scaler": scaler.state_dict() if scaler.is_enabled() else None}
             ckpt.save_checkpoint(self.output_dir, state.global_step, self.model, self.processing_class,
-                                 training, dataclasses.asdict(state), args.to_dict(), rng_states)
+                                 training, dataclasses.asdict(state), args.to_dict(), rng_states,
+                                 full_state, sharded)
             ckpt.rotate_checkpoints(self.output_dir, args.save_total_limit, keep=(state.best_model_checkpoint,))
         dist.barrier()
         self._fire("on_save")
@@ -313,7 +322,7 @@ class Trainer:
                 raise SeqtuneError(f"resume: no complete checkpoint in {self.output_dir}")
             return found[-1]
         folder = Path(resume)
-        if not all((folder / f).is_file() for f in ckpt.COMPLETE):
+        if not ckpt.is_complete(folder):
             raise SeqtuneError(f"resume: {folder} is not a complete seqtune checkpoint")
         return folder
 
@@ -330,8 +339,11 @@ class Trainer:
         if differ:
             raise SeqtuneError(f"resume: {folder} comes from another recipe ({'; '.join(differ)}), "
                                "so this run cannot continue it; start a new output_dir or restore the recipe")
-        ckpt.load_model_weights(self.model, folder)
-        self.optimizer.load_state_dict(saved["optimizer"])
+        if self._sharded:
+            dist.load_sharded(self.model, self.optimizer, str(folder / ckpt.SHARDED_DIR))
+        else:
+            ckpt.load_model_weights(self.model, folder)
+            self.optimizer.load_state_dict(saved["optimizer"])
         self.lr_scheduler.load_state_dict(saved["scheduler"])
         if saved["scaler"] is not None:
             scaler.load_state_dict(saved["scaler"])
@@ -367,8 +379,10 @@ class Trainer:
         start = time.perf_counter()
         # Each rank evaluates every world-th batch of the length-sorted order, without padding the
         # shards; outputs are gathered and put back in dataset order, so each sample counts once.
+        # A sharded model gathers its weights in every forward, so there all ranks run every batch.
         order = eval_batches(lengths, self.args.per_device_eval_batch_size)
-        mine = order[dist.rank()::dist.world_size()]
+        world = 1 if self._sharded else dist.world_size()
+        mine = order[dist.rank() % world::world]
         logits_parts, label_parts, loss_sum = [], [], None
         with torch.inference_mode():
             for inputs in self._loader(rows, mine):
@@ -384,10 +398,11 @@ class Trainer:
                 if "labels" in inputs:
                     label_parts.append(inputs["labels"].cpu().numpy().copy())
         model.train(was_training)
-        shards = dist.gather_to_all((logits_parts, label_parts, None if loss_sum is None else float(loss_sum)))
+        own = (logits_parts, label_parts, None if loss_sum is None else float(loss_sum))
+        shards = [own] if world == 1 else dist.gather_to_all(own)
         logits_parts = [part for shard in shards for part in shard[0]]
         label_parts = [part for shard in shards for part in shard[1]]
-        visited = [i for r in range(dist.world_size()) for batch in order[r::dist.world_size()] for i in batch]
+        visited = [i for r in range(world) for batch in order[r::world] for i in batch]
         restore = np.argsort(np.asarray(visited, dtype=np.int64))
         predictions = np.concatenate(logits_parts)[restore] if logits_parts else np.zeros((0,))
         label_ids = np.concatenate(label_parts)[restore] if label_parts else None
@@ -409,10 +424,17 @@ class Trainer:
         folder = Path(output_dir or self.args.output_dir)
         if folder.exists() and not folder.is_dir():
             raise SeqtuneError(f"cannot save the model to {folder}: it is a file")
+        full_state = dist.full_state_dict(self.model)  # a collective for a sharded model
         if dist.is_main():
-            ckpt.save_model_files(self.model, folder, self.processing_class)
+            ckpt.save_model_files(self.model, folder, self.processing_class, full_state)
             (folder / "training_args.json").write_text(json.dumps(self.args.to_dict(), indent=2, default=str))
         dist.barrier()  # the others wait for the files (and do not exit while rank 0 still writes)
+
+    def _load_weights(self, folder: Path) -> None:
+        if self._sharded:
+            dist.load_sharded(self.model, None, str(folder / ckpt.SHARDED_DIR))
+        else:
+            ckpt.load_model_weights(self.model, folder)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _prepare(self, dataset: Any, what: str) -> tuple[Any, list[int]]:

@@ -1,7 +1,7 @@
 """Runs under torchrun (or plain python for one process); used by test_distributed.py.
 
     torchrun --nproc_per_node=2 dist_worker.py OUT [--max-steps N] [--accumulation K] [--resume]
-                                               [--fail-at-step S --fail-rank R] [--predict-only]
+                                               [--fail-at-step S --fail-rank R] [--predict-only] [--fsdp]
 """
 
 import argparse
@@ -25,6 +25,7 @@ parser.add_argument("--resume", action="store_true")
 parser.add_argument("--fail-at-step", type=int, default=-1)
 parser.add_argument("--fail-rank", type=int, default=1)
 parser.add_argument("--predict-only", action="store_true")
+parser.add_argument("--fsdp", action="store_true")
 options = parser.parse_args()
 
 
@@ -43,7 +44,7 @@ args = TrainingArguments(options.output_dir, max_steps=options.max_steps, per_de
                          gradient_accumulation_steps=options.accumulation, per_device_eval_batch_size=4,
                          learning_rate=3e-3, lr_scheduler_type="constant", logging_steps=2,
                          save_strategy="steps", save_steps=options.max_steps, disable_tqdm=True,
-                         bf16=False, seed=5)
+                         bf16=False, seed=5, fsdp=options.fsdp)
 model = tiny_bert(vocab_size=64, seed=11, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 trainer = Trainer(model, args, train_dataset=toy_rows(64, seed=1), compute_metrics=accuracy, callbacks=[FailAt()])
 if not options.predict_only:
@@ -55,6 +56,6 @@ if dist.is_main():
     np.save(out / "predictions.npy", output.predictions)
     np.save(out / "labels.npy", output.label_ids)
     (out / "metrics.json").write_text(json.dumps(output.metrics))
-    trainer.save_model(str(out / "final"))
 else:
     (out / f"rank{dist.rank()}.txt").write_text("a non-zero rank wrote nothing else")
+trainer.save_model(str(out / "final"))  # every rank calls it (a collective for FSDP2); rank 0 writes

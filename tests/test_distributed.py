@@ -89,3 +89,22 @@ def test_a_failing_rank_stops_the_job_with_its_error(tmp_path):
     assert result.returncode != 0
     assert time.perf_counter() - start < 120
     assert "injected failure on rank 1 at step 3" in result.stdout + result.stderr
+
+
+def test_fsdp2_matches_ddp_saves_shards_and_resumes(two_process_run, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    ddp, _ = two_process_run
+    whole = launch(2, tmp_path / "whole", "--fsdp")
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    assert_close(weights(tmp_path / "whole"), weights(ddp))
+    checkpoint = tmp_path / "whole" / "checkpoint-8"
+    assert (checkpoint / "sharded" / ".metadata").is_file() and not (checkpoint / "optimizer.pt").exists()
+    consolidated = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    assert torch.equal(consolidated.classifier.weight, weights(tmp_path / "whole")["classifier.weight"])
+    part = launch(2, tmp_path / "resumed", "--fsdp", "--max-steps", "3")
+    assert part.returncode == 0, part.stderr[-3000:]
+    rest = launch(2, tmp_path / "resumed", "--fsdp", "--max-steps", "8", "--resume")
+    assert rest.returncode == 0, rest.stdout[-3000:] + rest.stderr[-3000:]
+    assert "resumed from" in rest.stdout
+    assert_close(weights(tmp_path / "resumed"), weights(ddp))
