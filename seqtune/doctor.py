@@ -193,7 +193,7 @@ def render(facts: dict[str, Any], problems: list[dict[str, str]]) -> str:
               "  packages      " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in packages.items()),
               f"  hub           {'offline mode (HF_HUB_OFFLINE=1)' if facts['hub']['offline_mode'] else ('reachable' if facts['hub']['reachable'] else 'unreachable: models and data must be local')}",  # noqa: E501
               "", "seqtune will use:"]
-    lines += [f"  {key:<14}{value}" for key, value in choices(facts).items()]
+    lines += [f"  {key:<17}{value}" for key, value in choices(facts).items()]
     lines += ["", "problems:" if problems else "no problems found."]
     for problem in problems:
         lines += [f"  - {problem['problem']}", f"      fix: {problem['fix']}"]
