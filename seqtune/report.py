@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import TrainerCallback
+from .distributed import is_main
 from .errors import SeqtuneError
 
 METRICS_FILE = "metrics.jsonl"
@@ -27,6 +28,8 @@ class ReportCallback(TrainerCallback):
         self.epoch_seconds: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
+        if not is_main():
+            return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if state.global_step == 0:
             (self.output_dir / METRICS_FILE).write_text("")
@@ -38,6 +41,8 @@ class ReportCallback(TrainerCallback):
         self.epoch_seconds.append(round(time.perf_counter() - self.epoch_started, 1))
 
     def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
+        if not is_main():
+            return
         with open(self.output_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(logs) + "\n")
 
@@ -62,6 +67,8 @@ class ReportCallback(TrainerCallback):
             output = trainer.predict(validation)
             predicted = output.predictions.argmax(-1).tolist()
             run["confusion"] = _confusion(output.label_ids.tolist(), predicted, len(recipe.label_names))
+        if not is_main():  # every rank took part in predict(); rank 0 writes
+            return
         (self.output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
         rebuild_report(self.output_dir)
 

@@ -113,6 +113,7 @@ def run_train(options: argparse.Namespace) -> int:
     check_output_dir(output_dir, options.overwrite_output_dir, options.resume)
 
     from .args import TrainingArguments
+    from .distributed import is_main
     from .models import load_model_and_tokenizer
     from .report import ReportCallback
     from .trainer import Trainer, set_seed
@@ -140,16 +141,18 @@ def run_train(options: argparse.Namespace) -> int:
     trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=tokenized[recipe.validation],
                       processing_class=tokenizer, compute_metrics=make_compute_metrics(recipe), callbacks=[report])
     result = trainer.train(resume_from_checkpoint=options.resume)
-    trainer.save_model(str(output_dir))
-    (output_dir / TASK_FILE).write_text(json.dumps({
-        "text_columns": recipe.source_columns, "task_type": recipe.task_type, "label_names": labels,
-        "metrics": recipe.metric_names, "max_length": options.max_length, "task": recipe.name}, indent=2))
+    trainer.save_model(str(output_dir))  # every process calls the collectives below; rank 0 writes
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
     final = {k: v for k, v in last_eval.items() if k.startswith("eval_")} if last_eval else trainer.evaluate()
     if "test" in tokenized and "label" in tokenized["test"].column_names and min(tokenized["test"]["label"]) >= 0:
         final.update(trainer.predict(tokenized["test"]).metrics)
-    (output_dir / "all_results.json").write_text(json.dumps({**result.metrics, **final}, indent=2))
     report.finish(trainer, final)
+    if not is_main():
+        return 0
+    (output_dir / TASK_FILE).write_text(json.dumps({
+        "text_columns": recipe.source_columns, "task_type": recipe.task_type, "label_names": labels,
+        "metrics": recipe.metric_names, "max_length": options.max_length, "task": recipe.name}, indent=2))
+    (output_dir / "all_results.json").write_text(json.dumps({**result.metrics, **final}, indent=2))
     shown = "  ".join(f"{k.removeprefix('eval_')}={v:.4f}" for k, v in final.items()
                       if k.removeprefix("eval_") in ("accuracy", "f1", "macro_f1", "matthews_correlation",
                                                      "pearson", "spearmanr"))
