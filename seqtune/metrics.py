@@ -60,8 +60,8 @@ GLUE_METRICS: dict[str, tuple[Scorer, ...]] = {
     "ax": (matthews,),
 }
 SINGLE_METRICS: dict[str, Scorer] = {
-    "accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews_correlation": matthews,
-    "pearson": pearson, "pearsonr": pearson, "spearmanr": spearman,
+    "accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews": matthews, "matthews_correlation": matthews,
+    "pearson": pearson, "pearsonr": pearson, "spearman": spearman, "spearmanr": spearman,
 }
 
 

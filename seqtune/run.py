@@ -71,14 +71,12 @@ def file_recipe(options: argparse.Namespace) -> Recipe:
 
 
 def metric_for(names: list[str]):
-    from .metrics import SINGLE_METRICS, Metric, accuracy, f1, macro_f1, matthews, pearson, spearman
+    from .metrics import SINGLE_METRICS, Metric
 
-    known = {"accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews": matthews,
-             "pearson": pearson, "spearman": spearman, **SINGLE_METRICS}
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in SINGLE_METRICS]
     if unknown:
-        raise SeqtuneError(f"--metric {unknown[0]!r} is not one of {', '.join(sorted(known))}")
-    return Metric("+".join(names), [known[n] for n in names])
+        raise SeqtuneError(f"--metric {unknown[0]!r} is not one of {', '.join(sorted(SINGLE_METRICS))}")
+    return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
 
 
 def make_compute_metrics(recipe: Recipe):
