@@ -167,9 +167,14 @@ def render(options, runs: dict[str, list[dict]], peaks: dict[str, float], info: 
         "Where the two differ by default: precision (transformers: "
         f"{theirs['precision']}; seqtune: {ours['precision']} autocast with fp32 master weights), batch "
         f"order (transformers: random; seqtune: length-grouped random, group_by_length={ours['group_by_length']}), "
+        f"evaluation batch size (transformers: {theirs['eval_batch_size']:.0f}; "
+        f"seqtune: {ours['eval_batch_size']:.0f}), "
         "evaluation order (seqtune: sorted by length, outputs restored to dataset order), batch lengths "
-        "(seqtune: padded to multiples of 8), attention kernel on the CPU (seqtune: eager; transformers: "
-        "SDPA), optimizer (seqtune: fused AdamW), loss read from the device only when logged.",
+        "(seqtune: padded to multiples of 8), attention kernel on the CPU (seqtune: its CPU attention "
+        "for BERT-family models; transformers: SDPA), dropout masks on the CPU (seqtune: 16 random bits per "
+        "element), last layer (seqtune: computed for the pooled token only), optimizer (seqtune: fused AdamW, "
+        "gradient clipping folded into its step), loss read from the device only when logged, evaluation "
+        "weights (seqtune: held in bf16 for the pass under bf16 autocast).",
         "",
         "| figure | transformers | seqtune | ratio seqtune/transformers |",
         "| --- | ---: | ---: | ---: |",

@@ -58,7 +58,7 @@ def _train_parser(commands) -> None:
     training.add_argument("--fsdp", action="store_true",
                           help="under torchrun: shard the model with FSDP2 instead of replicating it (DDP)")
     evaluation = train.add_argument_group("evaluation")
-    evaluation.add_argument("--eval-batch-size", type=int, default=8, help="per-device evaluation batch size")
+    evaluation.add_argument("--eval-batch-size", type=int, default=32, help="per-device evaluation batch size")
     checkpoints = train.add_argument_group("checkpoints")
     checkpoints.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                              help="continue the newest checkpoint in the output directory, or CHECKPOINT")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,12 +66,20 @@ SINGLE_METRICS: dict[str, Scorer] = {
 }
 
 
+# Imported when the metric is loaded, as `evaluate.load` does: importing scikit-learn takes ~0.8 s,
+# which would otherwise land inside the first evaluation.
+LIBRARIES: dict[Scorer, str] = {f1: "sklearn.metrics", macro_f1: "sklearn.metrics", matthews: "sklearn.metrics",
+                                pearson: "scipy.stats", spearman: "scipy.stats"}
+
+
 class Metric:
     """What `load_metric` returns: `compute(predictions=, references=)` gives a dict of floats."""
 
     def __init__(self, name: str, scorers: Sequence[Scorer]) -> None:
         self.name = name
         self.scorers = tuple(scorers)
+        for library in {LIBRARIES[s] for s in self.scorers if s in LIBRARIES}:
+            importlib.import_module(library)
 
     def compute(self, *, predictions: Any, references: Any) -> dict[str, float]:
         predictions, references = np.asarray(predictions), np.asarray(references)

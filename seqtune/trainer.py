@@ -9,7 +9,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,13 +18,14 @@ import torch
 
 from . import checkpoint as ckpt
 from . import distributed as dist
+from . import fastpath
 from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
-from .device import describe, pick_device, pick_precision, use_fast_attention
+from .device import describe, keep_freed_memory, pick_device, pick_precision, use_fast_attention
 from .errors import SeqtuneError
-from .optim import create_optimizer, create_scheduler
+from .optim import clip_gradients, create_optimizer, create_scheduler
 
 
 class EvalPrediction(NamedTuple):
@@ -102,6 +103,8 @@ class Trainer:
         self.device = dist.init_from_environment(self.args.use_cpu) or pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
         self.model = model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self._attention_note = use_fast_attention(self.model, self.device)
         self.model_wrapped = dist.wrap_model(self.model, self.device, self.args.fsdp)
         self._sharded = dist.is_sharded(self.model_wrapped)
@@ -117,6 +120,10 @@ class Trainer:
         self.state = TrainerState()
         self.control = TrainerControl()
         self._forward_args = set(inspect.signature(self.model.forward).parameters)
+        # The head reads one position: the last layer is computed for it alone (exact). Only in our own
+        # compute_loss, whose caller wants nothing but the loss and logits.
+        self._pooled_layer = (fastpath.pooled_last_layer(self.model)
+                              if type(self).compute_loss is Trainer.compute_loss else None)
         if self.args.eval_strategy != "no" and eval_dataset is None:
             raise SeqtuneError(f"eval_strategy={self.args.eval_strategy!r} needs an eval_dataset; "
                                "pass one or set eval_strategy='no'")
@@ -186,7 +193,7 @@ class Trainer:
             for i, inputs in enumerate(self._loader(dataset, mine)):
                 last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
                 inputs = self._to_device(inputs)
-                with dist.no_sync(model, sync=last_micro):
+                with dist.no_sync(model, sync=last_micro), self._fast_paths(model):
                     with self._autocast():
                         loss, _ = self.compute_loss(model, inputs)
                     loss = loss / args.gradient_accumulation_steps
@@ -201,7 +208,7 @@ class Trainer:
                                        state.global_step + 1, bad_step)
                 if args.max_grad_norm > 0:
                     scaler.unscale_(self.optimizer)
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    grad_norm = clip_gradients(model, self.optimizer, args.max_grad_norm, scaler.is_enabled())
                 scaler.step(self.optimizer)
                 scaler.update()
                 self.lr_scheduler.step()
@@ -384,10 +391,12 @@ class Trainer:
         world = 1 if self._sharded else dist.world_size()
         mine = order[dist.rank() % world::world]
         logits_parts, label_parts, loss_sum = [], [], None
-        with torch.inference_mode():
+        # Under bf16 autocast the weights are held in bf16 for the whole pass (no cast per batch).
+        bf16 = self.autocast_dtype == torch.bfloat16 and not self._sharded
+        with torch.inference_mode(), fastpath.bf16_weights(model) if bf16 else nullcontext():
             for inputs in self._loader(rows, mine):
                 inputs = self._to_device(inputs)
-                with self._autocast():
+                with self._autocast(), self._fast_paths(model):
                     loss, logits = self.compute_loss(model, inputs)
                 if self.preprocess_logits_for_metrics is not None:
                     logits = self.preprocess_logits_for_metrics(logits, inputs.get("labels"))
@@ -456,6 +465,16 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                 for k, v in inputs.items()
                 if k in self._forward_args or "kwargs" in self._forward_args}
+
+    def _fast_paths(self, model: torch.nn.Module) -> ExitStack:
+        """The exact shortcuts of `fastpath` that apply: pooled last layer; cheaper CPU dropout masks."""
+        stack = ExitStack()
+        if fastpath.recomputes_activations(self.model):
+            return stack  # recomputation in backward must see the very same forward
+        stack.enter_context(fastpath.pooled(self._pooled_layer))
+        if self.device.type == "cpu" and model.training:
+            stack.enter_context(fastpath.cpu_dropout(self.model))
+        return stack
 
     def _autocast(self):
         if self.autocast_dtype is None:

@@ -1,0 +1,204 @@
+"""CPU fast paths for encoder classifiers: cheaper dropout masks, one attention kernel, and a last
+layer computed for the pooled token only. Each keeps the model's maths; see bench/levers.md for
+what each one gave."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+ATTENTION_NAME = "seqtune_cpu"
+# Encoders whose layers are BERT's (query/key/value, attention.output, intermediate, output) and
+# whose classification head reads the first token only; their eager attention is the plain one.
+POOLED_CLASSIFIERS = {"BertForSequenceClassification", "RobertaForSequenceClassification",
+                      "XLMRobertaForSequenceClassification", "CamembertForSequenceClassification",
+                      "ElectraForSequenceClassification"}
+PLAIN_ATTENTION_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
+
+
+# ---- dropout ---------------------------------------------------------------------------------
+class _MaskedScale(torch.autograd.Function):
+    """x * keep / P(keep), with the mask saved as bytes for the backward pass."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(drop)
+        ctx.scale = scale
+        return x.masked_fill(drop, 0).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (drop,) = ctx.saved_tensors
+        return grad.masked_fill(drop, 0).mul_(ctx.scale), None, None
+
+
+def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout whose mask comes from 16 random bits per element, four per 64-bit draw of torch's
+    generator: about 3x cheaper on the CPU than bernoulli sampling (one 64-bit draw per element).
+    The drop probability is p rounded to a multiple of 1/65536 (0.1 -> 0.100006); the scale uses
+    that probability, so the expectation is kept exactly. Seeded and resumed with torch's RNG."""
+    if p <= 0.0:
+        return x
+    if p >= 1.0:
+        return x * 0
+    threshold = round(p * 65536)
+    scale = 65536 / (65536 - threshold)
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
+    drop = bits.view(torch.int16)[:n].view(x.shape) < threshold - 32768
+    return _MaskedScale.apply(x, drop, scale)
+
+
+class CpuDropout(torch.nn.Dropout):
+    """nn.Dropout with the cheaper mask (swapped in for training on the CPU, swapped back after)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return fast_dropout(x, self.p)
+
+
+@contextmanager
+def cpu_dropout(model: torch.nn.Module) -> Iterator[None]:
+    """Inside: the model's nn.Dropout modules (exactly that class) draw masks with `fast_dropout`."""
+    swapped = [m for m in model.modules() if type(m) is torch.nn.Dropout]
+    for module in swapped:
+        module.__class__ = CpuDropout
+    try:
+        yield
+    finally:
+        for module in swapped:
+            module.__class__ = torch.nn.Dropout
+
+
+# ---- attention -------------------------------------------------------------------------------
+def cpu_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                  **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention, arranged for the CPU: the scale applied to the (smaller) queries, softmax in
+    fp32 (the CPU's bf16 softmax is ~3x slower than reading bf16 into an fp32 one), cheap masks."""
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query * scaling, key.transpose(2, 3))
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    if module.training and dropout > 0.0:
+        probs = fast_dropout(probs, dropout)
+    output = torch.matmul(probs.to(value.dtype), value)
+    return output.transpose(1, 2).contiguous(), probs
+
+
+def use_cpu_attention(model: torch.nn.Module) -> bool:
+    """Switch a BERT-family model to `cpu_attention` (other models keep theirs). True if switched."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in PLAIN_ATTENTION_TYPES:
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("eager", "sdpa", ATTENTION_NAME):
+        return False
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(ATTENTION_NAME, cpu_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
+    try:
+        model.set_attn_implementation(ATTENTION_NAME)
+    except (AttributeError, ValueError):
+        return False
+    return True
+
+
+# ---- the pooled last layer --------------------------------------------------------------------
+def _pooled_layer_forward(layer: torch.nn.Module, hidden_states: torch.Tensor,
+                          attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """A BERT layer computed for the first token only: its queries, attention output and feed-forward
+    for one position, keys and values for all. The head reads that position alone, so the outputs
+    (and the gradients) are those of the full layer, for about a sixth of its cost."""
+    attention = layer.attention.self
+    batch, length, _ = hidden_states.shape
+    first = hidden_states[:, :1]
+    heads = (batch, -1, attention.attention_head_size)
+    query = attention.query(first).view(batch, 1, *heads[1:]).transpose(1, 2)
+    key = attention.key(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
+    value = attention.value(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
+    if attention_mask is not None and attention_mask.dim() == 4:
+        attention_mask = attention_mask[:, :, :1]
+    attend = _attention_function(attention)
+    output, _ = attend(attention, query, key, value, attention_mask,
+                       dropout=attention.dropout.p if attention.training else 0.0, scaling=attention.scaling)
+    attention_output = layer.attention.output(output.reshape(batch, 1, -1), first)
+    return layer.feed_forward_chunk(attention_output)
+
+
+def _attention_function(attention: torch.nn.Module) -> Callable:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    eager = sys.modules[type(attention).__module__].eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
+
+
+def pooled_last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The last encoder layer of a BERT-family classifier, if its head reads only the first token."""
+    if type(model).__name__ not in POOLED_CLASSIFIERS:
+        return None
+    config = model.config
+    if config.is_decoder or config.add_cross_attention or getattr(config, "chunk_size_feed_forward", 0):
+        return None
+    if getattr(config, "output_hidden_states", False) or getattr(config, "output_attentions", False):
+        return None
+    base = getattr(model, model.base_model_prefix, None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not layers:
+        return None
+    last = layers[-1]
+    parts = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "intermediate.dense", "output.dense")
+    try:
+        for part in parts:
+            last.get_submodule(part)
+    except AttributeError:
+        return None
+    if not hasattr(last, "feed_forward_chunk") or not hasattr(last.attention.self, "scaling"):
+        return None
+    return last
+
+
+def recomputes_activations(model: torch.nn.Module) -> bool:
+    """Gradient (activation) checkpointing on: its backward reruns forwards outside our contexts."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # transformers 5.x, 4.x
+        if isinstance(getattr(type(model), name, None), property):
+            return bool(getattr(model, name))
+    return False
+
+
+@contextmanager
+def pooled(layer: torch.nn.Module | None) -> Iterator[None]:
+    """Inside: `layer` (from `pooled_last_layer`) computes the first position only."""
+    if layer is None:
+        yield
+        return
+    layer.forward = _pooled_layer_forward.__get__(layer)
+    try:
+        yield
+    finally:
+        del layer.forward
+
+
+# ---- evaluation weights ----------------------------------------------------------------------
+@contextmanager
+def bf16_weights(model: torch.nn.Module) -> Iterator[None]:
+    """Inside (evaluation under bf16 autocast): fp32 parameters are held as bf16 copies, so autocast
+    does not cast every weight for every batch; the fp32 values are put back on the way out."""
+    saved = []
+    for param in model.parameters():
+        if param.dtype == torch.float32:
+            saved.append((param, param.data))
+            param.data = param.data.to(torch.bfloat16)
+    try:
+        yield
+    finally:
+        for param, data in saved:
+            param.data = data

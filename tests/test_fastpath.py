@@ -1,0 +1,168 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seqtune import Trainer, TrainingArguments, fastpath
+from seqtune.optim import clip_gradients
+
+from .conftest import tiny_bert, toy_rows
+
+
+def _batch():
+    ids = torch.randint(5, 64, (4, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[3, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 1, 0])}
+
+
+def _tiny_roberta():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    return RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=40, num_labels=2))
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    output = model(**batch)
+    output.loss.backward()
+    return output.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_fast_dropout_drops_p_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000, requires_grad=True)
+    y = fastpath.fast_dropout(x, 0.1)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.002
+    assert abs(y.mean().item() - 1.0) < 0.005  # kept values are scaled by 1 / P(keep)
+    assert torch.allclose(y[y != 0], torch.tensor(65536 / (65536 - 6554)))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # the backward uses the forward's mask
+    torch.manual_seed(0)
+    assert torch.equal(fastpath.fast_dropout(torch.ones(1_000_000), 0.1), y.detach())  # seeded by torch's RNG
+    assert torch.equal(fastpath.fast_dropout(x, 0.0), x)
+    assert fastpath.fast_dropout(torch.ones(7), 1.0).sum().item() == 0
+
+
+def test_cpu_dropout_swaps_for_the_context_only():
+    model = tiny_bert(vocab_size=64)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    with fastpath.cpu_dropout(model):
+        assert dropouts and all(type(m) is fastpath.CpuDropout for m in dropouts)
+        model.eval()
+        x = torch.randn(10)
+        assert torch.equal(dropouts[0](x), x)  # no dropout in eval mode
+    assert all(type(m) is torch.nn.Dropout for m in dropouts)
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_bert(vocab_size=64), _tiny_roberta], ids=["bert", "roberta"])
+def test_cpu_attention_and_pooled_last_layer_keep_outputs_and_gradients(make):
+    reference, model = make(), make()
+    for m in (reference, model):
+        m.config.hidden_dropout_prob = m.config.attention_probs_dropout_prob = 0.0
+        for module in m.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    reference.set_attn_implementation("eager")
+    assert fastpath.use_cpu_attention(model)
+    assert model.config._attn_implementation == fastpath.ATTENTION_NAME
+    layer = fastpath.pooled_last_layer(model)
+    assert layer is model.base_model.encoder.layer[-1]
+    batch = _batch()
+    logits, grads = _loss_and_grads(reference, batch)
+    with fastpath.pooled(layer):
+        pooled_logits, pooled_grads = _loss_and_grads(model, batch)
+    assert "forward" not in vars(layer)  # the layer is whole again
+    torch.testing.assert_close(pooled_logits, logits, atol=1e-6, rtol=1e-5)
+    assert pooled_grads.keys() == grads.keys()  # every parameter still gets its gradient
+    for name in grads:
+        torch.testing.assert_close(pooled_grads[name], grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_pooled_layer_only_where_the_head_reads_one_token():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    assert fastpath.pooled_last_layer(tiny_bert(vocab_size=64, output_hidden_states=True)) is None
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2,
+                                                                  hidden_dim=64))
+    assert fastpath.pooled_last_layer(distil) is None
+    assert not fastpath.use_cpu_attention(distil)  # its eager attention stays
+
+
+def test_bf16_weights_for_the_pass_then_exact_fp32_again():
+    model = tiny_bert(vocab_size=64)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with fastpath.bf16_weights(model):
+        assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    for name, param in model.named_parameters():
+        assert param.dtype == torch.float32 and torch.equal(param, before[name])
+
+
+def test_clip_folded_into_fused_adamw_matches_clip_grad_norm():
+    results = []
+    for folded in (False, True):
+        model = tiny_bert(vocab_size=64).eval()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+        for _ in range(3):
+            model(**_batch()).loss.mul(50).backward()  # large gradients: clipping bites
+            if folded:
+                norm = clip_gradients(model, optimizer, 1.0, scaling_done_by_amp=False)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            assert norm > 1.0
+            optimizer.step()
+            optimizer.zero_grad()
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    # Dividing by 1/coef instead of multiplying by coef: last-bit differences, which Adam's
+    # normalisation magnifies for near-zero gradients; 2e-5 is 0.2% of one step (lr 1e-2).
+    torch.testing.assert_close(results[1], results[0], atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_trainer_uses_the_pooled_layer_unless_activations_are_recomputed(tmp_path, monkeypatch, checkpointing):
+    calls = []
+    original = fastpath._pooled_layer_forward
+    monkeypatch.setattr(fastpath, "_pooled_layer_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    model = tiny_bert(vocab_size=64)
+    if checkpointing:
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
+    assert fastpath.recomputes_activations(model) == checkpointing
+    args = TrainingArguments(str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4, report_to="none",
+                             save_strategy="no", disable_tqdm=True, use_cpu=True)
+    output = Trainer(model, args, train_dataset=toy_rows(16)).train()
+    assert output.global_step == 4 and torch.isfinite(torch.tensor(output.training_loss))
+    assert len(calls) == (0 if checkpointing else 4)
+
+
+def test_keep_freed_memory_sets_glibc_thresholds(monkeypatch):
+    from seqtune import device
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(device.platform, "system", lambda: "Linux")
+    device.keep_freed_memory()
+    assert calls == [(device.M_MMAP_THRESHOLD, 1 << 30), (device.M_TRIM_THRESHOLD, 1 << 30)]
+    calls.clear()
+    monkeypatch.setenv("SEQTUNE_KEEP_FREED_MEMORY", "0")
+    device.keep_freed_memory()
+    assert calls == []
+
+
+def test_metric_libraries_are_imported_when_the_metric_is_loaded():
+    code = ("import sys, seqtune; assert 'sklearn' not in sys.modules; seqtune.load_metric('glue', 'mrpc'); "
+            "print('sklearn.metrics' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
