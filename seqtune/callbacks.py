@@ -43,6 +43,15 @@ class CallbackHandler:
         for callback in self.callbacks:
             getattr(callback, event)(args, state, control, **kwargs)
 
+    def states(self) -> dict[str, dict[str, Any]]:
+        """What callbacks with a `state()` method need kept in a checkpoint, by class name."""
+        return {type(c).__name__: c.state() for c in self.callbacks if hasattr(c, "state")}
+
+    def load_states(self, states: dict[str, dict[str, Any]]) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, "load_state") and type(callback).__name__ in states:
+                callback.load_state(states[type(callback).__name__])
+
 
 class ProgressCallback(TrainerCallback):
     """A tqdm bar over optimizer steps; logs are written above it, readable in non-TTY logs too."""
@@ -96,6 +105,13 @@ class EarlyStoppingCallback(TrainerCallback):
         self.threshold = early_stopping_threshold
         self.bad_evaluations = 0
         self.best: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        """Kept in checkpoints: a resumed run continues its patience where it stood."""
+        return {"bad_evaluations": self.bad_evaluations, "best": self.best}
+
+    def load_state(self, saved: dict[str, Any]) -> None:
+        self.bad_evaluations, self.best = saved["bad_evaluations"], saved["best"]
 
     def on_evaluate(self, args, state, control, metrics: dict | None = None, **kwargs: Any) -> None:
         name = args.metric_for_best_model or "loss"

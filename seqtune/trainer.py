@@ -64,6 +64,8 @@ class TrainerState:
     train_batch_size: int = 0
     num_examples: int = 0
     world_size: int = 1
+    # Callbacks that keep state across evaluations (EarlyStoppingCallback), by class name.
+    stateful_callbacks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def set_seed(seed: int) -> None:
@@ -303,6 +305,7 @@ class Trainer:
             if value is not None and (state.best_metric is None or (
                     value > state.best_metric if args.greater_is_better else value < state.best_metric)):
                 state.best_metric, state.best_model_checkpoint = value, str(folder)
+        state.stateful_callbacks = self.callback_handler.states()
         rng_states = dist.gather_to_all(ckpt.rng_state())  # each rank continues its own random stream
         sharded = full_state = None
         if self._sharded:  # every rank writes its shards; rank 0 also gets the whole weights
@@ -357,6 +360,7 @@ class Trainer:
         rng = saved["rng"]
         ckpt.set_rng_state(rng["ranks"][dist.rank()] if len(rng.get("ranks", ())) > dist.rank() else rng)
         state.world_size = self.state.world_size
+        self.callback_handler.load_states(state.stateful_callbacks)
         self.state = state
         batches_per_epoch = math.ceil(state.num_examples / state.train_batch_size)
         if state.batches_seen_in_epoch >= batches_per_epoch:

@@ -125,6 +125,23 @@ def test_callbacks_and_early_stopping(tmp_path):
     assert events[:2] == [("evaluate", 2), ("epoch", 2)]
 
 
+def test_early_stopping_patience_survives_a_resume(tmp_path):
+    def run(max_steps, resume):
+        stopper = EarlyStoppingCallback(early_stopping_patience=3, early_stopping_threshold=1e9)  # never better
+        args = _args(tmp_path, max_steps=max_steps, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                     save_steps=2, learning_rate=1e-9, metric_for_best_model="loss")
+        trainer = Trainer(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(64), eval_dataset=toy_rows(8),
+                          callbacks=[stopper])
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer, stopper
+
+    _, first = run(4, None)  # evaluations at 2 (the best) and 4 (one bad)
+    assert first.bad_evaluations == 1
+    trainer, resumed = run(20, True)  # resumes at 4: bad evaluations at 6 and 8 make three
+    assert (resumed.bad_evaluations, trainer.state.global_step) == (3, 8)
+    assert resumed.best == first.best
+
+
 def test_bad_input_errors(tmp_path):
     with pytest.raises(SeqtuneError, match="train_dataset is empty"):
         Trainer(tiny_bert(), _args(tmp_path), train_dataset=[]).train()
