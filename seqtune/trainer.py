@@ -9,7 +9,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -184,64 +184,67 @@ class Trainer:
         grad_norm = None
         model.train()
         self._fire("on_train_begin")
-        for epoch in range(state.epoch_index, num_epochs):
-            state.epoch_index = epoch
-            # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
-            # every world-th one from where the run stands, so any world size resumes at the same batch.
-            batches = train_batches(lengths, batch_size, args.seed, epoch, args.group_by_length)
-            start = state.batches_seen_in_epoch
-            mine = dist.rank_batches(batches, start)
-            self._fire("on_epoch_begin")
-            for i, inputs in enumerate(self._loader(dataset, mine)):
-                last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
-                inputs = self._to_device(inputs)
-                with dist.no_sync(model, sync=last_micro), self._fast_paths(model):
-                    with self._autocast():
-                        loss, _ = self.compute_loss(model, inputs)
-                    loss = loss / args.gradient_accumulation_steps
-                    scaler.scale(loss).backward()
-                loss = loss.detach()
-                loss_since_log += loss
-                total_loss += loss
-                state.batches_seen_in_epoch = min(start + (i + 1) * world, len(batches))
-                if not last_micro:
+        # Cheaper dropout masks on the CPU, swapped in once for the whole loop (evaluation inside it
+        # runs in eval mode, where they do nothing).
+        with self._dropout_masks():
+            for epoch in range(state.epoch_index, num_epochs):
+                state.epoch_index = epoch
+                # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
+                # every world-th one from where the run stands, so any world size resumes at the same batch.
+                batches = train_batches(lengths, batch_size, args.seed, epoch, args.group_by_length)
+                start = state.batches_seen_in_epoch
+                mine = dist.rank_batches(batches, start)
+                self._fire("on_epoch_begin")
+                for i, inputs in enumerate(self._loader(dataset, mine)):
+                    last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
+                    inputs = self._to_device(inputs)
+                    with dist.no_sync(model, sync=last_micro), self._fast_paths():
+                        with self._autocast():
+                            loss, _ = self.compute_loss(model, inputs)
+                        loss = loss / args.gradient_accumulation_steps
+                        scaler.scale(loss).backward()
+                    loss = loss.detach()
+                    loss_since_log += loss
+                    total_loss += loss
+                    state.batches_seen_in_epoch = min(start + (i + 1) * world, len(batches))
+                    if not last_micro:
+                        continue
+                    bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
+                                           state.global_step + 1, bad_step)
+                    if args.max_grad_norm > 0:
+                        scaler.unscale_(self.optimizer)
+                        grad_norm = clip_gradients(model, self.optimizer, args.max_grad_norm, scaler.is_enabled())
+                    scaler.step(self.optimizer)
+                    scaler.update()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    state.global_step += 1
+                    state.steps_since_log += 1
+                    state.epoch = epoch + state.batches_seen_in_epoch / len(batches)
+                    self._fire("on_step_end")
+                    end_of_epoch = i + 1 == len(mine)
+                    done = state.global_step >= max_steps
+                    if self._due(args.logging_strategy, args.logging_steps, end_of_epoch, max_steps) or done or (
+                            args.logging_first_step and state.global_step == 1):
+                        self._check_finite(bad_step)
+                        mean_loss = dist.mean_across_ranks(loss_since_log).item() / state.steps_since_log
+                        logs = {"loss": round(mean_loss, 6),
+                                "learning_rate": self.lr_scheduler.get_last_lr()[0]}
+                        if grad_norm is not None:
+                            total = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+                            logs["grad_norm"] = float(total)
+                        loss_since_log.zero_()
+                        state.steps_since_log = 0
+                        self.log(logs)
+                    self._evaluate_and_save(end_of_epoch, done, bad_step, loss_since_log, total_loss, scaler)
+                    if done or self.control.should_training_stop:
+                        break
+                else:
+                    state.batches_seen_in_epoch = 0
+                    self._fire("on_epoch_end")
                     continue
-                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
-                                       state.global_step + 1, bad_step)
-                if args.max_grad_norm > 0:
-                    scaler.unscale_(self.optimizer)
-                    grad_norm = clip_gradients(model, self.optimizer, args.max_grad_norm, scaler.is_enabled())
-                scaler.step(self.optimizer)
-                scaler.update()
-                self.lr_scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                state.global_step += 1
-                state.steps_since_log += 1
-                state.epoch = epoch + state.batches_seen_in_epoch / len(batches)
-                self._fire("on_step_end")
-                end_of_epoch = i + 1 == len(mine)
-                done = state.global_step >= max_steps
-                if self._due(args.logging_strategy, args.logging_steps, end_of_epoch, max_steps) or done or (
-                        args.logging_first_step and state.global_step == 1):
-                    self._check_finite(bad_step)
-                    mean_loss = dist.mean_across_ranks(loss_since_log).item() / state.steps_since_log
-                    logs = {"loss": round(mean_loss, 6),
-                            "learning_rate": self.lr_scheduler.get_last_lr()[0]}
-                    if grad_norm is not None:
-                        total = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-                        logs["grad_norm"] = float(total)
-                    loss_since_log.zero_()
-                    state.steps_since_log = 0
-                    self.log(logs)
-                self._evaluate_and_save(end_of_epoch, done, bad_step, loss_since_log, total_loss, scaler)
-                if done or self.control.should_training_stop:
-                    break
-            else:
-                state.batches_seen_in_epoch = 0
                 self._fire("on_epoch_end")
-                continue
-            self._fire("on_epoch_end")
-            break
+                break
         self._check_finite(bad_step)
         runtime = time.perf_counter() - start_time
         steps_run = state.global_step - start_step
@@ -339,12 +342,8 @@ class Trainer:
     def _load_checkpoint(self, folder: Path, scaler: torch.amp.GradScaler) -> None:
         saved = ckpt.load_training_state(folder)
         state = TrainerState(**saved["state"])
-        then = {"training examples": state.num_examples, "batch size": state.train_batch_size,
-                "effective batch (batch x processes x accumulation)": state.train_batch_size * state.world_size
-                * saved["args"].get("gradient_accumulation_steps", 1)}
-        now = {"training examples": self.state.num_examples, "batch size": self.state.train_batch_size,
-               "effective batch (batch x processes x accumulation)": self.state.train_batch_size
-               * self.state.world_size * self.args.gradient_accumulation_steps}
+        then = _recipe(state, saved["args"].get("gradient_accumulation_steps", 1))
+        now = _recipe(self.state, self.args.gradient_accumulation_steps)
         differ = [f"{k} {then[k]} there, {now[k]} here" for k in then if then[k] != now[k]]
         if differ:
             raise SeqtuneError(f"resume: {folder} comes from another recipe ({'; '.join(differ)}), "
@@ -400,7 +399,7 @@ class Trainer:
         with torch.inference_mode(), fastpath.bf16_weights(model) if bf16 else nullcontext():
             for inputs in self._loader(rows, mine):
                 inputs = self._to_device(inputs)
-                with self._autocast(), self._fast_paths(model):
+                with self._autocast(), self._fast_paths():
                     loss, logits = self.compute_loss(model, inputs)
                 if self.preprocess_logits_for_metrics is not None:
                     logits = self.preprocess_logits_for_metrics(logits, inputs.get("labels"))
@@ -470,15 +469,17 @@ class Trainer:
                 for k, v in inputs.items()
                 if k in self._forward_args or "kwargs" in self._forward_args}
 
-    def _fast_paths(self, model: torch.nn.Module) -> ExitStack:
-        """The exact shortcuts of `fastpath` that apply: pooled last layer; cheaper CPU dropout masks."""
-        stack = ExitStack()
+    def _fast_paths(self) -> Any:
+        """The pooled last layer, for one forward (and its backward), where it applies."""
         if fastpath.recomputes_activations(self.model):
-            return stack  # recomputation in backward must see the very same forward
-        stack.enter_context(fastpath.pooled(self._pooled_layer))
-        if self.device.type == "cpu" and model.training:
-            stack.enter_context(fastpath.cpu_dropout(self.model))
-        return stack
+            return nullcontext()  # recomputation in backward must see the very same forward
+        return fastpath.pooled(self._pooled_layer)
+
+    def _dropout_masks(self) -> Any:
+        """`fastpath.cpu_dropout` for a CPU training run (not under activation checkpointing)."""
+        if self.device.type != "cpu" or fastpath.recomputes_activations(self.model):
+            return nullcontext()
+        return fastpath.cpu_dropout(self.model)
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -491,6 +492,13 @@ class Trainer:
     def _print(self, message: str) -> None:
         if dist.is_main():
             print(message, flush=True)
+
+
+def _recipe(state: TrainerState, accumulation: int) -> dict[str, int]:
+    """What a checkpoint must share with the run that resumes it."""
+    return {"training examples": state.num_examples, "batch size": state.train_batch_size,
+            "effective batch (batch x processes x accumulation)": state.train_batch_size * state.world_size
+            * accumulation}
 
 
 def _loss_and_logits(outputs: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
