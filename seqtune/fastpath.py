@@ -22,18 +22,21 @@ PLAIN_ATTENTION_TYPES = {"bert", "roberta", "xlm-roberta", "camembert", "electra
 
 # ---- dropout ---------------------------------------------------------------------------------
 class _MaskedScale(torch.autograd.Function):
-    """x * keep / P(keep), with the mask saved as bytes for the backward pass."""
+    """x * keep / P(keep), with the mask saved as bytes for the backward pass. `where` rather than
+    `masked_fill`: the CPU's masked_fill is 2-3x slower on these sizes."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(drop)
         ctx.scale = scale
-        return x.masked_fill(drop, 0).mul_(scale)
+        out = x * scale
+        return torch.where(drop, out.new_zeros(()), out, out=out)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (drop,) = ctx.saved_tensors
-        return grad.masked_fill(drop, 0).mul_(ctx.scale), None, None
+        grad = grad * ctx.scale
+        return torch.where(drop, grad.new_zeros(()), grad, out=grad), None, None
 
 
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -80,15 +83,16 @@ def cpu_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
                   attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                   **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager attention, arranged for the CPU: the scale applied to the (smaller) queries, softmax in
-    fp32 (the CPU's bf16 softmax is ~3x slower than reading bf16 into an fp32 one), cheap masks."""
+    fp32 (the CPU's bf16 softmax is ~3x slower than reading bf16 into an fp32 one), and the dropout
+    with cheap masks applied after the cast to the values' dtype (half the bytes under bf16)."""
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling
     scores = torch.matmul(query * scaling, key.transpose(2, 3))
     if attention_mask is not None:
         scores = scores + attention_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     if module.training and dropout > 0.0:
         probs = fast_dropout(probs, dropout)
-    output = torch.matmul(probs.to(value.dtype), value)
+    output = torch.matmul(probs, value)
     return output.transpose(1, 2).contiguous(), probs
 
 

@@ -186,6 +186,7 @@ class Trainer:
         self._fire("on_train_begin")
         # Cheaper dropout masks on the CPU, swapped in once for the whole loop (evaluation inside it
         # runs in eval mode, where they do nothing).
+        pooled_layer = self._pooled_layer_now()
         with self._dropout_masks():
             for epoch in range(state.epoch_index, num_epochs):
                 state.epoch_index = epoch
@@ -198,7 +199,7 @@ class Trainer:
                 for i, inputs in enumerate(self._loader(dataset, mine)):
                     last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
                     inputs = self._to_device(inputs)
-                    with dist.no_sync(model, sync=last_micro), self._fast_paths():
+                    with dist.no_sync(model, sync=last_micro), fastpath.pooled(pooled_layer):
                         with self._autocast():
                             loss, _ = self.compute_loss(model, inputs)
                         loss = loss / args.gradient_accumulation_steps
@@ -396,10 +397,11 @@ class Trainer:
         logits_parts, label_parts, loss_sum = [], [], None
         # Under bf16 autocast the weights are held in bf16 for the whole pass (no cast per batch).
         bf16 = self.autocast_dtype == torch.bfloat16 and not self._sharded
+        pooled_layer = self._pooled_layer_now()
         with torch.inference_mode(), fastpath.bf16_weights(model) if bf16 else nullcontext():
             for inputs in self._loader(rows, mine):
                 inputs = self._to_device(inputs)
-                with self._autocast(), self._fast_paths():
+                with self._autocast(), fastpath.pooled(pooled_layer):
                     loss, logits = self.compute_loss(model, inputs)
                 if self.preprocess_logits_for_metrics is not None:
                     logits = self.preprocess_logits_for_metrics(logits, inputs.get("labels"))
@@ -469,11 +471,12 @@ class Trainer:
                 for k, v in inputs.items()
                 if k in self._forward_args or "kwargs" in self._forward_args}
 
-    def _fast_paths(self) -> Any:
-        """The pooled last layer, for one forward (and its backward), where it applies."""
+    def _pooled_layer_now(self) -> torch.nn.Module | None:
+        """The last layer to compute for the pooled token in this loop, if any. Checked once per loop:
+        asking the model whether it recomputes activations walks all its modules."""
         if fastpath.recomputes_activations(self.model):
-            return nullcontext()  # recomputation in backward must see the very same forward
-        return fastpath.pooled(self._pooled_layer)
+            return None  # recomputation in backward must see the very same forward
+        return self._pooled_layer
 
     def _dropout_masks(self) -> Any:
         """`fastpath.cpu_dropout` for a CPU training run (not under activation checkpointing)."""
