@@ -1,7 +1,7 @@
 """Side-by-side benchmark: transformers.Trainer vs seqtune.Trainer on the course recipe (MRPC).
 
     python -m bench            # quick: a fixed number of optimizer steps each, alternating, 2 rounds
-    python -m bench --full     # 3 full epochs each, with dev accuracy / F1
+    python -m bench --full     # 3 full epochs each, taking turns epoch by epoch, with dev accuracy / F1
     python -m bench --full --seeds 42 43 44
 
 Each side runs in its own process (peak memory is its own). Results go to bench/RESULTS.md.
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,14 +65,51 @@ def machine() -> dict[str, str]:
             "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
 
 
-def run_side(side: str, steps: int, seed: int, extra: list[str]) -> dict:
+def side_command(side: str, steps: int, seed: int, extra: list[str]) -> tuple[list[str], Path]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
-        out = handle.name
+        out = Path(handle.name)
     command = [sys.executable, "-m", "bench.run_one", "--trainer", side, "--steps", str(steps),
-               "--seed", str(seed), "--out", out, *extra]
+               "--seed", str(seed), "--out", str(out), *extra]
     print(f"bench: {' '.join(command[1:])}", flush=True)
+    return command, out
+
+
+def run_side(side: str, steps: int, seed: int, extra: list[str]) -> dict:
+    command, out = side_command(side, steps, seed, extra)
     subprocess.run(command, check=True, cwd=HERE.parent)
-    return json.loads(Path(out).read_text())
+    return json.loads(out.read_text())
+
+
+def run_taking_turns(steps: int, seed: int, extra: list[str]) -> dict[str, dict]:
+    """Both sides alive at once, one running at a time: each stops itself after setting up and at
+    each epoch's end, and is continued in turn (transformers first). A full run is ~12 minutes and
+    this machine's speed drifts by ~10% over minutes; run back to back, the drift lands on one side."""
+    children, stopped = {}, []  # stopped: alive, waiting for its turn
+    try:
+        for side in SIDES:
+            command, out = side_command(side, steps, seed, [*extra, "--take-turns"])
+            children[side] = (subprocess.Popen(command, cwd=HERE.parent), out)
+            _run_until_stopped(children[side][0].pid, side, stopped, resume=False)  # set up alone
+        while stopped:
+            for side in list(stopped):
+                stopped.remove(side)
+                _run_until_stopped(children[side][0].pid, side, stopped, resume=True)
+    finally:
+        for side in stopped:  # only after a failure: leave no stopped process behind
+            os.kill(children[side][0].pid, signal.SIGKILL)
+            os.waitpid(children[side][0].pid, 0)
+    return {side: json.loads(out.read_text()) for side, (_, out) in children.items()}
+
+
+def _run_until_stopped(pid: int, side: str, stopped: list[str], resume: bool) -> None:
+    """(Continue and) wait for the child: it stops itself (back on `stopped`) or exits (checked)."""
+    if resume:
+        os.kill(pid, signal.SIGCONT)
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        stopped.append(side)
+    elif os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: the {side} process failed (exit status {os.waitstatus_to_exitcode(status)})")
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -99,6 +137,11 @@ def main() -> None:
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     order = []
     for seed in options.seeds:
+        if options.full and hasattr(signal, "SIGSTOP"):  # POSIX; elsewhere one side after the other
+            for side, result in run_taking_turns(steps, seed, options.extra).items():
+                runs[side].append(result)
+            order.append("both taking turns epoch by epoch (transformers first)")
+            continue
         for round_index in range(1 if options.full else options.rounds):
             sides = SIDES if (round_index + len(order)) % 2 == 0 else SIDES[::-1]  # alternate who goes first
             for side in sides:

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,31 @@ class CountingCollator:
         return batch
 
 
+class Turns:
+    """With --take-turns the process stops itself (SIGSTOP) where the other side may run, and the
+    parent (bench/__main__.py) continues one side at a time: the two share the machine's slow and
+    fast minutes. Time spent stopped is left out of the training time."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.paused = 0.0
+
+    def pause(self) -> None:
+        if self.enabled:
+            start = time.perf_counter()
+            os.kill(os.getpid(), signal.SIGSTOP)  # returns when the parent sends SIGCONT
+            self.paused += time.perf_counter() - start
+
+    def callback(self, base: type) -> object:
+        turns = self
+
+        class PauseAtEpochEnd(base):
+            def on_epoch_end(self, args, state, control, **kwargs):
+                turns.pause()
+
+        return PauseAtEpochEnd()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trainer", choices=("seqtune", "transformers"), required=True)
@@ -40,7 +66,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the embedded MiniLM")
     parser.add_argument("--config-only", action="store_true", help="random weights from the model's config")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--take-turns", action="store_true", help="stop at each epoch's end (see Turns)")
     options = parser.parse_args()
+    turns = Turns(options.take_turns)
 
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -78,23 +106,27 @@ def main() -> None:
         args = transformers.TrainingArguments(workdir, **common)
         trainer = transformers.Trainer(model, args, data_collator=transformers.DataCollatorWithPadding(tokenizer),
                                        train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
-                                       processing_class=tokenizer, compute_metrics=compute_metrics)
+                                       processing_class=tokenizer, compute_metrics=compute_metrics,
+                                       callbacks=[turns.callback(transformers.TrainerCallback)])
         precision = "bf16" if args.bf16 else "fp32"
     else:
         args = seqtune.TrainingArguments(workdir, **common)
         trainer = seqtune.Trainer(model, args, data_collator=seqtune.DataCollatorWithPadding(tokenizer),
                                   train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
-                                  processing_class=tokenizer, compute_metrics=compute_metrics)
+                                  processing_class=tokenizer, compute_metrics=compute_metrics,
+                                  callbacks=[turns.callback(seqtune.TrainerCallback)])
         precision = "bf16" if trainer.autocast_dtype == torch.bfloat16 else "fp32"
     # Count what each trainer's own collator (with its own defaults) actually feeds the model.
     collator = trainer.data_collator = CountingCollator(trainer.data_collator)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    turns.pause()  # set up; wait for the first turn
+    turns.paused = 0.0
     start = time.perf_counter()
     output = trainer.train()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start - turns.paused
     real, padded = collator.real, collator.padded
     collator.real = collator.padded = 0
     steps = output.global_step
