@@ -184,9 +184,9 @@ class Trainer:
         grad_norm = None
         model.train()
         self._fire("on_train_begin")
+        pooled_layer = self._pooled_layer_now()
         # Cheaper dropout masks on the CPU, swapped in once for the whole loop (evaluation inside it
         # runs in eval mode, where they do nothing).
-        pooled_layer = self._pooled_layer_now()
         with self._dropout_masks():
             for epoch in range(state.epoch_index, num_epochs):
                 state.epoch_index = epoch
