@@ -23,7 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("all levers", "no CPU attention", "no cheap dropout masks", "no pooled last layer",
             "clipping not folded", "freed memory returned to the OS", "no bf16 evaluation weights",
-            "evaluation batch 8")
+            "evaluation batch 8", "batch lengths rounded up to multiples of 8",
+            "batch lengths not rounded up")
 
 
 def switch_off(variant: str) -> dict:
@@ -45,6 +46,11 @@ def switch_off(variant: str) -> dict:
         fastpath.bf16_weights = lambda model: nullcontext()
     elif variant == "evaluation batch 8":
         return {"per_device_eval_batch_size": 8}
+    elif variant.startswith("batch lengths"):  # one of the two is the default (seqtune.device.length_multiple)
+        import seqtune.trainer
+
+        multiple = 8 if variant.endswith("8") else None
+        seqtune.trainer.length_multiple = lambda device, dtype: multiple
     return {}
 
 
@@ -88,6 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="run only these ('all levers' is always run, as the base)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     options = parser.parse_args()
     os.environ.setdefault("GLUE_DIR", str(HERE.parent.parent / "shared" / "datasets" / "glue"))
@@ -97,16 +105,17 @@ def main() -> None:
             os.environ["SEQTUNE_KEEP_FREED_MEMORY"] = "0"
         print(json.dumps(run_variant(options.variant, options.steps)))
         return
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    variants = [v for v in VARIANTS if v == "all levers" or v in options.variants]
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for round_index in range(options.rounds):
-        for variant in VARIANTS if round_index % 2 == 0 else VARIANTS[::-1]:
+        for variant in variants if round_index % 2 == 0 else variants[::-1]:
             out = subprocess.run([sys.executable, "-m", "bench.ablate", "--variant", variant, "--steps",
                                   str(options.steps)], check=True, capture_output=True, text=True, cwd=HERE.parent)
             results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(variant, results[variant][-1], flush=True)
     base = {k: statistics.median(r[k] for r in results["all levers"]) for k in ("train", "eval")}
     print("\n| variant | training samples/s | evaluation samples/s |\n| --- | ---: | ---: |")
-    for variant in VARIANTS:
+    for variant in variants:
         train = statistics.median(r["train"] for r in results[variant])
         evaluation = statistics.median(r["eval"] for r in results[variant])
         print(f"| {variant} | {train:.1f} ({train / base['train'] - 1:+.0%}) | "

@@ -57,6 +57,26 @@ class Turns:
         return PauseAtEpochEnd()
 
 
+def seqtune_settings(trainer, precision: str) -> dict[str, str]:
+    """What this seqtune run does where transformers' Trainer may do otherwise (read off the trainer)."""
+    multiple = getattr(trainer.data_collator, "pad_to_multiple_of", None)
+    cpu = trainer.device.type == "cpu"
+    fused = trainer.args.max_grad_norm > 0 and trainer.autocast_dtype != torch.float16
+    return {
+        "precision": f"{precision} autocast, fp32 master weights" if precision != "fp32" else "fp32",
+        "batch order": "length-grouped random" if trainer.args.group_by_length else "random",
+        "evaluation order": "sorted by length, outputs restored to dataset order",
+        "batch lengths": f"longest in the batch, rounded up to a multiple of {multiple}" if multiple
+        else "longest in the batch",
+        "attention": trainer._attention_note.strip(", ") or trainer.model.config._attn_implementation,
+        "dropout masks": "16 random bits per element" if cpu else "torch's bernoulli",
+        "last layer": "first position only, keys and values folded into its query"
+        if trainer._pooled_layer is not None else "all positions",
+        "optimizer": "adamw_torch_fused" + (", gradient clipping folded into its step" if fused else ""),
+        "evaluation weights": "bf16 copies for the pass" if precision == "bf16" else "fp32",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trainer", choices=("seqtune", "transformers"), required=True)
@@ -109,6 +129,11 @@ def main() -> None:
                                        processing_class=tokenizer, compute_metrics=compute_metrics,
                                        callbacks=[turns.callback(transformers.TrainerCallback)])
         precision = "bf16" if args.bf16 else "fp32"
+        settings = {"precision": precision, "batch order": args.train_sampling_strategy,
+                    "evaluation order": "dataset order", "batch lengths": "longest in the batch",
+                    "attention": model.config._attn_implementation, "dropout masks": "torch's bernoulli",
+                    "last layer": "all positions", "optimizer": str(args.optim.value),
+                    "evaluation weights": "fp32"}
     else:
         args = seqtune.TrainingArguments(workdir, **common)
         trainer = seqtune.Trainer(model, args, data_collator=seqtune.DataCollatorWithPadding(tokenizer),
@@ -116,6 +141,7 @@ def main() -> None:
                                   processing_class=tokenizer, compute_metrics=compute_metrics,
                                   callbacks=[turns.callback(seqtune.TrainerCallback)])
         precision = "bf16" if trainer.autocast_dtype == torch.bfloat16 else "fp32"
+        settings = seqtune_settings(trainer, precision)
     # Count what each trainer's own collator (with its own defaults) actually feeds the model.
     collator = trainer.data_collator = CountingCollator(trainer.data_collator)
     if torch.cuda.is_available():
@@ -150,7 +176,7 @@ def main() -> None:
         "accuracy": metrics["eval_accuracy"], "f1": metrics["eval_f1"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
-        "group_by_length": bool(getattr(args, "group_by_length", False)),
+        "settings": {**settings, "evaluation batch size": str(args.per_device_eval_batch_size)},
         "eval_batch_size": args.per_device_eval_batch_size, "threads": torch.get_num_threads(), "pid": os.getpid(),
     }
     Path(options.out).write_text(json.dumps(result, indent=2))

@@ -4,8 +4,7 @@ what each one gave."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,30 +117,47 @@ def use_cpu_attention(model: torch.nn.Module) -> bool:
 # ---- the pooled last layer --------------------------------------------------------------------
 def _pooled_layer_forward(layer: torch.nn.Module, hidden_states: torch.Tensor,
                           attention_mask: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """A BERT layer computed for the first token only: its queries, attention output and feed-forward
-    for one position, keys and values for all. The head reads that position alone, so the outputs
-    (and the gradients) are those of the full layer, for about a sixth of its cost."""
-    attention = layer.attention.self
-    batch, length, _ = hidden_states.shape
+    """A BERT layer computed for the first token only. The head reads that position alone, so the
+    outputs (and the gradients) are those of the full layer, for a small part of its cost."""
     first = hidden_states[:, :1]
-    heads = (batch, -1, attention.attention_head_size)
-    query = attention.query(first).view(batch, 1, *heads[1:]).transpose(1, 2)
-    key = attention.key(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
-    value = attention.value(hidden_states).view(batch, length, *heads[1:]).transpose(1, 2)
-    if attention_mask is not None and attention_mask.dim() == 4:
-        attention_mask = attention_mask[:, :, :1]
-    attend = _attention_function(attention)
-    output, _ = attend(attention, query, key, value, attention_mask,
-                       dropout=attention.dropout.p if attention.training else 0.0, scaling=attention.scaling)
-    attention_output = layer.attention.output(output.reshape(batch, 1, -1), first)
+    output = _first_token_attention(layer.attention.self, first, hidden_states, attention_mask)
+    attention_output = layer.attention.output(output, first)
     return layer.feed_forward_chunk(attention_output)
 
 
-def _attention_function(attention: torch.nn.Module) -> Callable:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+def _first_token_attention(attention: torch.nn.Module, first: torch.Tensor, hidden_states: torch.Tensor,
+                           attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Self-attention of the first position over all, with no keys or values formed. With one query
+    per head the products regroup: q.(W_k h_i + b_k) = (W_k^T q).h_i + q.b_k, and the output
+    sum_i p_i (W_v h_i + b_v) = W_v (sum_i p_i h_i) + b_v sum_i p_i. Same sums in another order,
+    for heads x length x width multiplies in place of 2 x length x width^2 (keys and values)."""
+    batch, length, width = hidden_states.shape
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+    query = attention.query(first).view(batch, heads, size) * attention.scaling
+    key_weight = attention.key.weight.view(heads, size, width)
+    folded_keys = torch.bmm(query.transpose(0, 1), key_weight).transpose(0, 1)  # (batch, heads, width)
+    scores = torch.bmm(folded_keys, hidden_states.transpose(1, 2))  # (batch, heads, length)
+    if attention.key.bias is not None:  # a shift per head (softmax ignores it); kept for exact gradients
+        scores = scores + (query * attention.key.bias.view(heads, size)).sum(-1, keepdim=True)
+    scores = scores + _first_row_bias(attention_mask, scores.dtype)
+    probs = attention.dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype))
+    mixed = torch.bmm(probs, hidden_states)  # (batch, heads, width): sum_i p_i h_i per head
+    value_weight = attention.value.weight.view(heads, size, width)
+    output = torch.bmm(mixed.transpose(0, 1), value_weight.transpose(1, 2)).transpose(0, 1)  # (batch, heads, size)
+    if attention.value.bias is not None:
+        output = output + attention.value.bias.view(heads, size) * probs.sum(-1, keepdim=True)
+    return output.reshape(batch, 1, heads * size)
 
-    eager = sys.modules[type(attention).__module__].eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
+
+def _first_row_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | float:
+    """The first query's row of the model's attention mask as an additive bias (batch, 1|heads, length):
+    eager masks are additive (batch, 1, q, k), SDPA's are boolean, flash attention's are 2-d 0/1."""
+    if mask is None:
+        return 0.0
+    row = mask[:, :, 0] if mask.dim() == 4 else mask[:, None, :]
+    if row.dtype.is_floating_point:
+        return row.to(dtype)
+    return torch.zeros_like(row, dtype=dtype).masked_fill_(row == 0, torch.finfo(dtype).min)  # on the mask's device
 
 
 def pooled_last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -165,7 +181,13 @@ def pooled_last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
             last.get_submodule(part)
     except AttributeError:
         return None
-    if not hasattr(last, "feed_forward_chunk") or not hasattr(last.attention.self, "scaling"):
+    attention = last.attention.self
+    if not hasattr(last, "feed_forward_chunk") or not all(
+            hasattr(attention, name) for name in ("scaling", "num_attention_heads", "attention_head_size")):
+        return None
+    if not all(type(attention.get_submodule(name)) is torch.nn.Linear for name in ("query", "key", "value")):
+        return None
+    if "flex" in str(getattr(config, "_attn_implementation", "")):  # its mask is a BlockMask, not a tensor
         return None
     return last
 

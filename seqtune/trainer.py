@@ -23,7 +23,7 @@ from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
-from .device import describe, keep_freed_memory, pick_device, pick_precision, use_fast_attention
+from .device import describe, keep_freed_memory, length_multiple, pick_device, pick_precision, use_fast_attention
 from .errors import SeqtuneError
 from .optim import clip_gradients, create_optimizer, create_scheduler
 
@@ -97,13 +97,13 @@ class Trainer:
         self.processing_class = processing_class if processing_class is not None else tokenizer
         if data_collator is None:
             data_collator = DataCollatorWithPadding(self.processing_class)
-        self.data_collator = with_length_buckets(data_collator)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
         self.optimizer, self.lr_scheduler = optimizers
         self.device = dist.init_from_environment(self.args.use_cpu) or pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
+        self.data_collator = with_length_buckets(data_collator, length_multiple(self.device, self.autocast_dtype))
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()

@@ -85,6 +85,70 @@ def test_cpu_attention_and_pooled_last_layer_keep_outputs_and_gradients(make):
         torch.testing.assert_close(pooled_grads[name], grads[name], atol=1e-6, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_pooled_layer_under_each_attention_mask_layout(implementation):
+    """eager passes an additive 4-d mask, SDPA a boolean one (or none without padding)."""
+    reference = tiny_bert(vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = tiny_bert(vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    reference.set_attn_implementation("eager")
+    model.set_attn_implementation(implementation)
+    layer = fastpath.pooled_last_layer(model)
+    for batch in (_batch(), {**_batch(), "attention_mask": torch.ones(4, 9, dtype=torch.long)}):
+        logits, grads = _loss_and_grads(reference, batch)
+        with fastpath.pooled(layer):
+            pooled_logits, pooled_grads = _loss_and_grads(model, batch)
+        torch.testing.assert_close(pooled_logits, logits, atol=1e-6, rtol=1e-5)
+        for name in grads:
+            torch.testing.assert_close(pooled_grads[name], grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_first_row_bias_reads_every_mask_layout():
+    keep = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    additive = torch.zeros(2, 1, 3, 3).masked_fill(keep[:, None, None, :] == 0, -1e9)
+    low = torch.finfo(torch.float32).min
+    expected = torch.tensor([[[0.0, 0.0, low]], [[0.0, 0.0, 0.0]]])
+    assert fastpath._first_row_bias(None, torch.float32) == 0.0
+    torch.testing.assert_close(fastpath._first_row_bias(additive, torch.float32),
+                               expected.clamp(min=-1e9))  # an additive mask is used as it is
+    assert torch.equal(fastpath._first_row_bias(keep[:, None, None, :].expand(2, 1, 3, 3).bool(), torch.float32),
+                       expected)  # SDPA's boolean mask
+    assert torch.equal(fastpath._first_row_bias(keep, torch.float32), expected)  # flash attention's 2-d 0/1 mask
+
+
+def test_pooled_layer_in_bf16_with_and_without_autocast():
+    model = tiny_bert(vocab_size=64).eval()
+    layer = fastpath.pooled_last_layer(model)
+    batch = _batch()
+    with torch.no_grad():
+        full = model(**batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16), fastpath.pooled(layer):
+            autocast = model(**batch).logits
+        model.to(torch.bfloat16)
+        with fastpath.pooled(layer):
+            bf16 = model(**batch).logits
+    torch.testing.assert_close(autocast.float(), full, atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(bf16.float(), full, atol=3e-2, rtol=3e-2)
+
+
+def test_pooled_layer_trains_with_attention_dropout():
+    """In training the dropped probabilities no longer sum to one: the value bias is scaled by their sum."""
+    model = tiny_bert(vocab_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.5).train()
+    layer = fastpath.pooled_last_layer(model)
+    attention = layer.attention.self
+    hidden = torch.randn(3, 5, 32)
+    with torch.no_grad():
+        attention.value.bias.normal_()
+        torch.manual_seed(0)
+        pooled = fastpath._first_token_attention(attention, hidden[:, :1], hidden, None)
+        torch.manual_seed(0)  # the same mask drawn over the first query's row, the reference way
+        scores = attention.query(hidden[:, :1]).view(3, 1, 2, 16).transpose(1, 2) @ \
+            attention.key(hidden).view(3, 5, 2, 16).permute(0, 2, 3, 1) * attention.scaling
+        probs = attention.dropout(torch.softmax(scores.view(3, 2, 5), -1))
+        expected = (probs.unsqueeze(2) @ attention.value(hidden).view(3, 5, 2, 16).transpose(1, 2)).reshape(3, 1, 32)
+    assert (probs == 0).any()
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_pooled_layer_only_where_the_head_reads_one_token():
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 

@@ -175,3 +175,11 @@ def test_string_labels_need_a_mapping(tmp_path):
     rows = datasets.Dataset.from_list([{"input_ids": [1, 2], "label": "pos"}, {"input_ids": [1], "label": "neg"}])
     with pytest.raises(SeqtuneError, match="holds string values but the model classifies into 2 classes"):
         Trainer(tiny_bert(), _args(tmp_path), train_dataset=rows).train()
+
+
+@pytest.mark.parametrize(("bf16", "multiple"), [(False, None), (True, 8)])
+def test_batch_lengths_rounded_where_kernels_are_cached_per_shape(tmp_path, bf16, multiple):
+    """CPU fp32 (MKL sgemm) gains nothing from rounding; oneDNN under bf16 keeps a kernel per shape."""
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, bf16=bf16), train_dataset=toy_rows(8))
+    assert trainer.data_collator.pad_to_multiple_of == multiple
+    assert trainer.data_collator(toy_rows(2))["input_ids"].shape[1] % (multiple or 1) == 0

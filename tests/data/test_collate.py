@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 from seqtune import DataCollatorWithPadding
+from seqtune.data.collate import with_length_buckets
 
 
 class FakeTokenizer:
@@ -46,3 +47,15 @@ def test_real_tokenizer_pairs(embedded_tokenizer):
     width = max(len(r["input_ids"]) for r in rows)
     assert batch["input_ids"].shape == (2, width)
     assert int(batch["attention_mask"][0].sum()) == len(rows[0]["input_ids"])
+
+
+def test_length_buckets_round_our_collator_only():
+    ours = DataCollatorWithPadding(FakeTokenizer())
+    rounded = with_length_buckets(ours, 8)
+    assert rounded is not ours and ours.pad_to_multiple_of is None  # the caller's object is left alone
+    assert rounded(ROWS)["input_ids"].shape == (2, 8)
+    assert with_length_buckets(ours, None) is ours and with_length_buckets(ours, 1) is ours
+    own_multiple = DataCollatorWithPadding(FakeTokenizer(), pad_to_multiple_of=4)
+    assert with_length_buckets(own_multiple, 8) is own_multiple
+    foreign = lambda rows: rows
+    assert with_length_buckets(foreign, 8) is foreign
