@@ -134,7 +134,7 @@ def _first_token_attention(attention: torch.nn.Module, first: torch.Tensor, hidd
     batch, length, width = hidden_states.shape
     heads, size = attention.num_attention_heads, attention.attention_head_size
     query = attention.query(first).view(batch, heads, size) * attention.scaling
-    key_weight = attention.key.weight.view(heads, size, width)
+    key_weight = attention.key.weight.reshape(heads, size, width)
     folded_keys = torch.bmm(query.transpose(0, 1), key_weight).transpose(0, 1)  # (batch, heads, width)
     scores = torch.bmm(folded_keys, hidden_states.transpose(1, 2))  # (batch, heads, length)
     if attention.key.bias is not None:  # a shift per head (softmax ignores it); kept for exact gradients
@@ -142,7 +142,7 @@ def _first_token_attention(attention: torch.nn.Module, first: torch.Tensor, hidd
     scores = scores + _first_row_bias(attention_mask, scores.dtype)
     probs = attention.dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden_states.dtype))
     mixed = torch.bmm(probs, hidden_states)  # (batch, heads, width): sum_i p_i h_i per head
-    value_weight = attention.value.weight.view(heads, size, width)
+    value_weight = attention.value.weight.reshape(heads, size, width)
     output = torch.bmm(mixed.transpose(0, 1), value_weight.transpose(1, 2)).transpose(0, 1)  # (batch, heads, size)
     if attention.value.bias is not None:
         output = output + attention.value.bias.view(heads, size) * probs.sum(-1, keepdim=True)
