@@ -177,7 +177,7 @@ def main() -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "settings": {**settings, "evaluation batch size": str(args.per_device_eval_batch_size)},
-        "eval_batch_size": args.per_device_eval_batch_size, "threads": torch.get_num_threads(), "pid": os.getpid(),
+        "threads": torch.get_num_threads(), "pid": os.getpid(),
     }
     Path(options.out).write_text(json.dumps(result, indent=2))
 
