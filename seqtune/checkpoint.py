@@ -66,14 +66,15 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def save_checkpoint(output_dir: Path, step: int, model: torch.nn.Module, tokenizer: Any,
-                    training: dict[str, Any], state: dict[str, Any], args: dict[str, Any],
+def save_checkpoint(output_dir: Path, step: int, *, model: torch.nn.Module, tokenizer: Any,
+                    optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None,
+                    scaler: dict[str, Any] | None, trainer_state: dict[str, Any], args: dict[str, Any],
                     rng_states: list[dict[str, Any]] | None = None,
                     full_state: dict[str, torch.Tensor] | None = None, sharded: Path | None = None) -> Path:
     """Write `output_dir/checkpoint-<step>` atomically: a crash leaves the old set or the new one.
 
-    `training` holds the optimizer, scheduler and scaler state dicts (any may be None). For a sharded
-    model, `full_state` is its gathered weights and `sharded` the folder of shards the ranks wrote.
+    `optimizer`, `scheduler` and `scaler` are state dicts (None: not saved). For a sharded model,
+    `full_state` is its gathered weights and `sharded` the folder of shards the ranks wrote.
     """
     final = output_dir / f"{PREFIX}{step}"
     staging = output_dir / f".tmp-{PREFIX}{step}-{os.getpid()}"
@@ -83,16 +84,15 @@ def save_checkpoint(output_dir: Path, step: int, model: torch.nn.Module, tokeniz
         save_model_files(model, staging, tokenizer, full_state)
         if sharded is not None:
             shutil.move(str(sharded), str(staging / SHARDED_DIR))
-        for name, key in ((OPTIMIZER_FILE, "optimizer"), (SCHEDULER_FILE, "scheduler"),
-                          (SCALER_FILE, "scaler")):
-            if training.get(key) is not None:
-                torch.save(training[key], staging / name)
+        for name, part in ((OPTIMIZER_FILE, optimizer), (SCHEDULER_FILE, scheduler), (SCALER_FILE, scaler)):
+            if part is not None:
+                torch.save(part, staging / name)
         rng = rng_state()
         if rng_states and len(rng_states) > 1:
             rng["ranks"] = rng_states
         torch.save(rng, staging / RNG_FILE)
         (staging / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str))
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2, default=float))
+        (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=2, default=float))
         _fsync_tree(staging)
         if final.exists():  # a re-save of the same step: move the old one aside first
             old = output_dir / f".old-{PREFIX}{step}-{os.getpid()}"

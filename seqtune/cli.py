@@ -6,7 +6,21 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULTS_HELP = argparse.ArgumentDefaultsHelpFormatter
+
+class DefaultsHelp(argparse.HelpFormatter):
+    """Each option's default said once: a help text that names its default in words keeps it; any
+    other option with a real value (not None, not an on/off flag) gets "(default: X)" appended."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreConstAction)):
+            return text
+        if action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+DEFAULTS_HELP = DefaultsHelp
 
 
 def _train_parser(commands) -> None:
@@ -24,24 +38,30 @@ def _train_parser(commands) -> None:
     data.add_argument("--validation-split", type=float, default=None,
                       help="with no --validation: hold out this fraction (seeded, stratified)")
     data.add_argument("--text-column", action="append", default=None,
-                      help="text column name or 0-based index; twice for a sentence pair (default: inferred)")
-    data.add_argument("--label-column", default=None, help="label column name or index (default: inferred)")
+                      help="text column name or 0-based index; twice for a sentence pair (default: found "
+                           "by name or content)")
+    data.add_argument("--label-column", default=None,
+                      help="label column name or index (default: found by name or content)")
     data.add_argument("--task-type", choices=("classification", "regression"), default=None,
-                      help="default: inferred from the labels")
+                      help="what to learn (default: classification for text or whole-number labels, "
+                           "regression for fractional numbers)")
     data.add_argument("--format", choices=("csv", "tsv", "json", "jsonl", "parquet"), default=None,
                       help="file format (default: from the extension)")
     data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
-                      help="whether CSV/TSV files start with a header row (default: detected)")
+                      help="whether CSV/TSV files start with a header row (default: detected from the first rows)")
     data.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens "
                       "(default: the model's maximum)")
     data.add_argument("--metric", action="append", default=None,
-                      help="metric to report (repeatable): accuracy, f1, macro_f1, matthews, pearson, spearman")
+                      help="metric to report (repeatable): accuracy, f1, macro_f1, matthews, pearson, spearman "
+                           "(default: accuracy and macro_f1, plus f1 for two classes; pearson and spearman "
+                           "for regression)")
     model = train.add_argument_group("model")
-    model.add_argument("--model", default="default", help="hub id or local folder; 'default' is the "
-                       "embedded all-MiniLM-L6-v2")
+    model.add_argument("--model", default="default", help="hub id or local folder (default: the embedded "
+                       "all-MiniLM-L6-v2)")
     training = train.add_argument_group("training")
     training.add_argument("--epochs", type=float, default=3.0, help="number of training epochs")
-    training.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps")
+    training.add_argument("--max-steps", type=int, default=-1,
+                          help="stop after N optimizer steps (default: no limit: --epochs decides)")
     training.add_argument("--batch-size", type=int, default=8, help="per-device training batch size")
     training.add_argument("--learning-rate", type=float, default=5e-5, help="peak AdamW learning rate")
     training.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
@@ -51,9 +71,10 @@ def _train_parser(commands) -> None:
                           help="micro-batches per optimizer step")
     training.add_argument("--seed", type=int, default=42, help="seed for weights init, order, dropout")
     training.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                          help="bf16 autocast (default: where the hardware runs it natively)")
+                          help="bf16 autocast with fp32 weights (default: on where the hardware runs bf16 "
+                               "natively, off elsewhere)")
     training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
-                          help="plain random batches instead of length-grouped ones")
+                          help="plain random batches (default: batches of similar length, in random order)")
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")
     training.add_argument("--fsdp", action="store_true",
                           help="under torchrun: shard the model with FSDP2 instead of replicating it (DDP)")
@@ -67,7 +88,8 @@ def _train_parser(commands) -> None:
     checkpoints.add_argument("--save-total-limit", type=int, default=2,
                              help="checkpoints kept (the best and the newest are never deleted)")
     output = train.add_argument_group("output")
-    output.add_argument("--output-dir", default=None, help="default: runs/<task or train file name>")
+    output.add_argument("--output-dir", default=None, help="where the model, checkpoints and report go "
+                        "(default: runs/<task or training file name>)")
     output.add_argument("--overwrite-output-dir", action="store_true",
                         help="allow an output directory that holds another run's checkpoints")
     output.add_argument("--logging-steps", type=float, default=50, help="log the training loss every N steps")
@@ -95,18 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", required=True, help="file to label: .csv .tsv .json .jsonl .parquet")
     predict.add_argument("--output", required=True, help="where to write: .csv .tsv .jsonl")
     predict.add_argument("--all-scores", action="store_true", help="add every class's probability")
-    predict.add_argument("--text-column", action="append", default=None, help="override the text column(s)")
-    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--text-column", action="append", default=None,
+                         help="text column(s) (default: the ones the model was trained on)")
+    predict.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     predict.add_argument("--format", default=None, help="input format (default: from the extension)")
     _common(predict)
     evaluate = commands.add_parser("evaluate", help="metrics of a trained model on labelled data",
                                    formatter_class=DEFAULTS_HELP)
     evaluate.add_argument("--model", required=True, help="a seqtune output directory")
     evaluate.add_argument("--data", required=True, help="labelled file")
-    evaluate.add_argument("--text-column", action="append", default=None)
-    evaluate.add_argument("--label-column", default=None)
-    evaluate.add_argument("--batch-size", type=int, default=32)
-    evaluate.add_argument("--format", default=None)
+    evaluate.add_argument("--text-column", action="append", default=None,
+                          help="text column(s) (default: the ones the model was trained on)")
+    evaluate.add_argument("--label-column", default=None,
+                          help="label column name or index (default: found by name or content)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    evaluate.add_argument("--format", default=None, help="input format (default: from the extension)")
     _common(evaluate)
     doctor = commands.add_parser("doctor", help="explain this machine: torch, GPU, precision, what to fix")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")

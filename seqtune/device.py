@@ -58,9 +58,15 @@ def cpu_has_native_bf16() -> bool:
         platform.system() == "Darwin" and platform.machine() == "arm64")
 
 
+def cuda_native_bf16(index: int) -> bool:
+    """Ampere (compute capability 8.0) and newer run bf16 on their tensor cores."""
+    return torch.cuda.get_device_capability(index) >= (8, 0)
+
+
 def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 matmuls natively (the rule `doctor` reports too)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_native_bf16(device.index if device.index is not None else torch.cuda.current_device())
     if device.type == "cpu":
         return cpu_has_native_bf16()
     return False
@@ -71,8 +77,17 @@ def pick_precision(device: torch.device, bf16: bool | None, fp16: bool) -> torch
     if fp16:
         return torch.float16
     if bf16 is None:
-        return torch.bfloat16 if native_bf16(device) else None
+        return automatic_precision(device.type, native_bf16(device))
     return torch.bfloat16 if bf16 else None
+
+
+def automatic_precision(device_type: str, native: bool) -> torch.dtype | None:
+    """What bf16=None picks on a device of this type (`doctor` shows the same answer)."""
+    return torch.bfloat16 if native and device_type in ("cuda", "cpu") else None
+
+
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16 autocast, fp32 weights",
+                   torch.float16: "fp16 autocast with loss scaling, fp32 weights"}
 
 
 def length_multiple(device: torch.device, dtype: torch.dtype | None) -> int | None:
@@ -93,26 +108,4 @@ def describe(device: torch.device, dtype: torch.dtype | None) -> str:
         name = f"cpu ({torch.get_num_threads()} threads)"
     else:
         name = str(device)
-    precision = {None: "fp32", torch.bfloat16: "bf16 autocast, fp32 weights",
-                 torch.float16: "fp16 autocast with loss scaling, fp32 weights"}[dtype]
-    return f"{name}, {precision}"
-
-
-def use_fast_attention(model: torch.nn.Module, device: torch.device) -> str:
-    """On the CPU, SDPA's flash kernel is slow for classifier-sized sequences: BERT-family models get
-    seqtune's CPU attention, others eager attention (MiniLM on MRPC: about 1.3x per training step
-    for eager, measured); same maths. Returns a note for the log."""
-    if device.type != "cpu":
-        return ""
-    from .fastpath import use_cpu_attention
-
-    if use_cpu_attention(model):
-        return ", seqtune CPU attention"
-    config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) != "sdpa":
-        return ""
-    try:
-        model.set_attn_implementation("eager")
-    except (AttributeError, ValueError):  # older transformers, or a model without eager attention
-        return ""
-    return ", eager attention"
+    return f"{name}, {PRECISION_NAMES[dtype]}"

@@ -187,19 +187,6 @@ def gather_to_all(obj: Any) -> list[Any]:
     return gathered
 
 
-def broadcast(obj: Any) -> Any:
-    """Rank 0's object on every rank: decisions (stop, best metric) taken once."""
-    if world_size() == 1:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)

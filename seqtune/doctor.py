@@ -21,6 +21,8 @@ def probe_torch() -> dict[str, Any]:
     """torch's version and build, and what it can see."""
     import torch
 
+    from .device import cuda_native_bf16
+
     info: dict[str, Any] = {"version": torch.__version__, "cuda_build": torch.version.cuda,
                             "rocm_build": getattr(torch.version, "hip", None),
                             "cuda_available": torch.cuda.is_available(), "gpus": [],
@@ -32,7 +34,7 @@ def probe_torch() -> dict[str, Any]:
             props = torch.cuda.get_device_properties(index)
             info["gpus"].append({"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
                                  "capability": f"{props.major}.{props.minor}",
-                                 "bf16": props.major >= 8})
+                                 "bf16": cuda_native_bf16(index)})
     return info
 
 
@@ -161,16 +163,22 @@ def choices(facts: dict[str, Any]) -> dict[str, str]:
         memory = gpu["memory_gb"]
         hint = "64" if memory >= 40 else "32" if memory >= 16 else "16" if memory >= 8 else "8"
         return {"device": f"cuda:0 ({gpu['name']}, {memory} GB)",
-                "precision": "bf16 autocast" if gpu["bf16"] else "fp32 (pass --no-bf16 is implied; fp16 "
-                "with loss scaling via TrainingArguments(fp16=True))",
+                "precision": _precision("cuda", gpu["bf16"]),
                 "batch size hint": f"{hint} for base-sized models at 128 tokens"}
     if torch_info["mps_available"]:
         return {"device": "mps (Apple GPU)", "precision": "fp32", "batch size hint": "8 to 16"}
     cpu = facts["cpu"]
     return {"device": f"cpu ({torch_info['threads']} threads on {cpu['cores']} cores)",
-            "precision": "bf16 autocast (native bf16 on this CPU)" if cpu["native_bf16"]
-            else "fp32 (no native bf16 on this CPU)",
+            "precision": _precision("cpu", cpu["native_bf16"]),
             "batch size hint": "8 (the course's default); small models train best here"}
+
+
+def _precision(device_type: str, native_bf16: bool) -> str:
+    """device.py's own choice for bf16=None, in words."""
+    from .device import PRECISION_NAMES, automatic_precision
+
+    chosen = PRECISION_NAMES[automatic_precision(device_type, native_bf16)]
+    return chosen + ("" if native_bf16 else f" (no native bf16 on this {device_type.upper()})")
 
 
 def render(facts: dict[str, Any], problems: list[dict[str, str]]) -> str:

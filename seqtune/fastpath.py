@@ -1,6 +1,7 @@
-"""CPU fast paths for encoder classifiers: cheaper dropout masks, one attention kernel, and a last
-layer computed for the pooled token only. Each keeps the model's maths; see bench/levers.md for
-what each one gave."""
+"""The fast paths' kernels for encoder classifiers: cheaper dropout masks, one CPU attention kernel,
+a last layer computed for the pooled token only, clipping folded into fused AdamW, bf16 evaluation
+weights. Each keeps the model's maths; `levers.py` decides which apply and applies them (see
+bench/levers.md for what each one gave)."""
 
 from __future__ import annotations
 
@@ -95,23 +96,40 @@ def cpu_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
     return output.transpose(1, 2).contiguous(), probs
 
 
-def use_cpu_attention(model: torch.nn.Module) -> bool:
-    """Switch a BERT-family model to `cpu_attention` (other models keep theirs). True if switched."""
+def can_use_cpu_attention(model: torch.nn.Module) -> bool:
+    """A BERT-family model whose attention is eager or SDPA, on a transformers with attention interfaces
+    (where it is, `cpu_attention` is registered with them under ATTENTION_NAME)."""
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) not in PLAIN_ATTENTION_TYPES:
         return False
+    if not hasattr(model, "set_attn_implementation"):
+        return False
     if getattr(config, "_attn_implementation", None) not in ("eager", "sdpa", ATTENTION_NAME):
         return False
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, eager_mask
-
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    except ImportError:  # a transformers without the interfaces: the model keeps its attention
+        return False
     AttentionInterface.register(ATTENTION_NAME, cpu_attention)
     AttentionMaskInterface.register(ATTENTION_NAME, eager_mask)
-    try:
-        model.set_attn_implementation(ATTENTION_NAME)
-    except (AttributeError, ValueError):
-        return False
     return True
+
+
+@contextmanager
+def attention_implementation(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Inside: the model runs attention `name`; on the way out, the implementation it had."""
+    before = model.config._attn_implementation
+    try:
+        model.set_attn_implementation(name)
+        switched = True
+    except (AttributeError, ValueError):  # the model cannot run it: it stays as it is
+        switched = False
+    try:
+        yield
+    finally:
+        if switched:
+            model.set_attn_implementation(before)
 
 
 # ---- the pooled last layer --------------------------------------------------------------------
@@ -174,6 +192,8 @@ def pooled_last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
     if not layers:
         return None
     last = layers[-1]
+    if "forward" in last.__dict__:  # someone already patched this layer: not ours to change
+        return None
     parts = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
              "intermediate.dense", "output.dense")
     try:
@@ -200,17 +220,45 @@ def recomputes_activations(model: torch.nn.Module) -> bool:
     return False
 
 
+class PooledGate:
+    """The last layer's forward for a whole loop: the pooled token only while `open()`, the full layer
+    otherwise (a caller that reads other positions, such as an overridden compute_loss, gets them)."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        self.layer, self.is_open = layer, False
+        self.full_forward = type(layer).forward
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.is_open:
+            return _pooled_layer_forward(self.layer, hidden_states, *args, **kwargs)
+        return self.full_forward(self.layer, hidden_states, *args, **kwargs)
+
+    @contextmanager
+    def open(self) -> Iterator[None]:
+        self.is_open = True
+        try:
+            yield
+        finally:
+            self.is_open = False
+
+
 @contextmanager
-def pooled(layer: torch.nn.Module | None) -> Iterator[None]:
-    """Inside: `layer` (from `pooled_last_layer`) computes the first position only."""
-    if layer is None:
-        yield
-        return
-    layer.forward = _pooled_layer_forward.__get__(layer)
+def gated_pooled_layer(layer: torch.nn.Module) -> Iterator[PooledGate]:
+    """Inside: `layer` (from `pooled_last_layer`) computes the first position only while the gate is open."""
+    gate = PooledGate(layer)
+    layer.forward = gate.forward
     try:
-        yield
+        yield gate
     finally:
         del layer.forward
+
+
+def folded_clip(params: list[torch.Tensor], optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """`clip_grad_norm_` folded into a fused Adam(W) step: it divides every gradient by `grad_scale`
+    (the attribute GradScaler hands it), saving a pass over all the gradients. Returns the norm."""
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
+    optimizer.grad_scale = 1 / torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    return norm
 
 
 # ---- evaluation weights ----------------------------------------------------------------------

@@ -25,19 +25,6 @@ def create_optimizer(model: torch.nn.Module, args: TrainingArguments, device: to
                              eps=args.adam_epsilon, fused=fused or None)
 
 
-def clip_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float,
-                   scaling_done_by_amp: bool) -> torch.Tensor:
-    """`clip_grad_norm_`, except that with our fused AdamW the scaling is folded into its step (it
-    divides every gradient by `grad_scale`), saving a pass over all the gradients. Returns the norm."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and optimizer.defaults.get("fused")
-    if not fused or scaling_done_by_amp:
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)
-    optimizer.grad_scale = 1 / torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-    return norm
-
-
 def warmup_steps(args: TrainingArguments, max_steps: int) -> int:
     """An int is a number of steps; a float below 1 is a fraction of the training steps."""
     if isinstance(args.warmup_steps, float) and args.warmup_steps < 1:

@@ -17,13 +17,12 @@ RUN_FILE = "run.json"
 CURVES_FILE = "training_curves.png"
 
 
-class ReportCallback(TrainerCallback):
-    """Appends every log to metrics.jsonl as it happens; `finish` writes the plot, report and card."""
+class MetricsLogCallback(TrainerCallback):
+    """Appends every log to metrics.jsonl as it happens (so a run cut short keeps its curve), and
+    times each epoch."""
 
-    def __init__(self, output_dir: Path, recipe: Any, tokenized: Any) -> None:
+    def __init__(self, output_dir: Path) -> None:
         self.output_dir = Path(output_dir)
-        self.recipe = recipe
-        self.tokenized = tokenized
         self.epoch_started = 0.0
         self.epoch_seconds: list[float] = []
 
@@ -46,34 +45,8 @@ class ReportCallback(TrainerCallback):
         with open(self.output_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(logs) + "\n")
 
-    def finish(self, trainer: Any, final: dict[str, float]) -> None:
-        """Write run.json (what the report needs besides the metrics), then the report files."""
-        from .device import describe
 
-        recipe, run = self.recipe, {}
-        validation = self.tokenized[recipe.validation]
-        run["task"] = recipe.name
-        run["task_type"] = recipe.task_type
-        run["label_names"] = recipe.label_names
-        run["model"] = getattr(getattr(trainer.model, "config", None), "_name_or_path", "") or "custom model"
-        run["device"] = describe(trainer.device, trainer.autocast_dtype)
-        run["args"] = trainer.args.to_dict()
-        run["data"] = {split: _balance(self.tokenized[split], recipe.label_names) for split in self.tokenized}
-        run["epoch_seconds"] = self.epoch_seconds
-        run["final"] = final
-        run["best_model_checkpoint"] = trainer.state.best_model_checkpoint
-        run["best_metric"] = trainer.state.best_metric
-        if recipe.task_type == "classification":
-            output = trainer.predict(validation)
-            predicted = output.predictions.argmax(-1).tolist()
-            run["confusion"] = _confusion(output.label_ids.tolist(), predicted, len(recipe.label_names))
-        if not is_main():  # every rank took part in predict(); rank 0 writes
-            return
-        (self.output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
-        rebuild_report(self.output_dir)
-
-
-def _balance(split: Any, label_names: list[str]) -> dict[str, Any]:
+def data_balance(split: Any, label_names: list[str]) -> dict[str, Any]:
     info: dict[str, Any] = {"rows": len(split)}
     if "label" in split.column_names and label_names:
         counts = Counter(split["label"])
@@ -82,7 +55,7 @@ def _balance(split: Any, label_names: list[str]) -> dict[str, Any]:
     return info
 
 
-def _confusion(gold: list[int], predicted: list[int], classes: int) -> list[list[int]]:
+def confusion(gold: list[int], predicted: list[int], classes: int) -> list[list[int]]:
     matrix = [[0] * classes for _ in range(classes)]
     for g, p in zip(gold, predicted, strict=True):
         if 0 <= g < classes:
@@ -150,18 +123,24 @@ def rebuild_report(output_dir: Path) -> int:
     records = read_metrics(output_dir)
     run_path = output_dir / RUN_FILE
     run = json.loads(run_path.read_text()) if run_path.is_file() else {}
-    plot_curves(records, output_dir / CURVES_FILE)
-    (output_dir / "report.md").write_text(render_report(records, run))
+    try:
+        plot_curves(records, output_dir / CURVES_FILE)
+        plotted = True
+    except ImportError:  # the report is still written; the model and metrics are already saved
+        print("seqtune: note: training_curves.png not drawn: matplotlib is not installed (pip install matplotlib)")
+        plotted = False
+    (output_dir / "report.md").write_text(render_report(records, run, plotted))
     (output_dir / "README.md").write_text(render_model_card(run))
-    print(f"seqtune: wrote {output_dir / 'report.md'}, {output_dir / CURVES_FILE} and the model card README.md")
+    print(f"seqtune: wrote {output_dir / 'report.md'}{', ' + CURVES_FILE if plotted else ''} and the model "
+          "card README.md")
     return 0
 
 
-def render_report(records: list[dict[str, Any]], run: dict[str, Any]) -> str:
+def render_report(records: list[dict[str, Any]], run: dict[str, Any], plotted: bool = True) -> str:
     args = run.get("args", {})
     summary = next((r for r in reversed(records) if "train_runtime" in r), {})
     lines = [f"# seqtune run: {run.get('task', 'unknown task')}", "",
-             f"![training curves]({CURVES_FILE})", "", "## Recipe", "",
+             *([f"![training curves]({CURVES_FILE})", ""] if plotted else []), "## Recipe", "",
              f"- model: `{run.get('model', '?')}`; task type: {run.get('task_type', '?')}",
              f"- epochs {args.get('num_train_epochs')}, max steps {args.get('max_steps')}, batch "
              f"{args.get('per_device_train_batch_size')} x {args.get('gradient_accumulation_steps')} accumulation, "
@@ -216,63 +195,3 @@ def render_model_card(run: dict[str, Any]) -> str:
         f"## Training\n\nlearning rate {args.get('learning_rate')}, batch {args.get('per_device_train_batch_size')}, "
         f"epochs {args.get('num_train_epochs')}, seed {args.get('seed')}, on {run.get('device', '?')}.\n\n"
         "## Results (validation)\n\n" + "".join(f"- {k}: {v:.4f}\n" for k, v in final.items()))
-
-
-class TensorBoardCallback(TrainerCallback):
-    """Every logged number as a TensorBoard scalar under output_dir/runs/."""
-
-    def __init__(self, log_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(log_dir))
-
-    def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
-        for key, value in (logs or {}).items():
-            if isinstance(value, (int, float)) and key not in ("step", "epoch"):
-                tag = key.replace("eval_", "eval/", 1) if key.startswith("eval_") else f"train/{key}"
-                self.writer.add_scalar(tag, value, state.global_step)
-        self.writer.flush()
-
-    def on_train_end(self, args, state, control, **kwargs: Any) -> None:
-        self.writer.close()
-
-
-class TrackerCallback(TrainerCallback):
-    """wandb or mlflow: numbers logged at each step (the libraries' own clients)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.module = __import__(name)
-        self.started = False
-
-    def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
-        if self.name == "wandb" and self.module.run is None:
-            self.module.init(config=args.to_dict())
-        elif self.name == "mlflow" and self.module.active_run() is None:
-            self.module.start_run()
-            self.module.log_params({k: v for k, v in args.to_dict().items() if v is not None})
-        self.started = True
-
-    def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
-        numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        if self.name == "wandb":
-            self.module.log(numbers, step=state.global_step)
-        else:
-            self.module.log_metrics(numbers, step=state.global_step)
-
-
-def tracker_callbacks(report_to: list[str], output_dir: Path) -> list[TrainerCallback]:
-    """The callbacks for `report_to`; a tracker that is not installed is said, not silently skipped."""
-    import importlib.util
-
-    wanted = ["tensorboard", "wandb", "mlflow"] if "all" in report_to else [r for r in report_to if r != "none"]
-    callbacks: list[TrainerCallback] = []
-    for name in wanted:
-        if importlib.util.find_spec(name) is None:
-            if "all" in report_to:
-                continue  # "all" means whichever are installed
-            raise SeqtuneError(f"report_to={name!r} needs the {name} package, which is not installed: "
-                               f"pip install {name}")
-        callbacks.append(TensorBoardCallback(Path(output_dir) / "runs") if name == "tensorboard"
-                         else TrackerCallback(name))
-    return callbacks

@@ -11,26 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SeqtuneError
-
-TASK_FILE = "seqtune.json"  # how the model folder's inputs and labels are read back by predict/evaluate
+from .task import TaskSpec, metric_for
 
 
 @dataclass
 class Recipe:
-    """What `train` works on: raw splits with `text` (and `text_pair`) and `label`, and how to score."""
+    """What `train` works on: raw splits with `text` (and `text_pair`) and `label`, and the task."""
 
-    name: str
+    spec: TaskSpec
     splits: Any  # datasets.DatasetDict
-    task_type: str
-    label_names: list[str]
-    metric_names: list[str]
-    validation: str
-    source_columns: list[Any]
+    validation: str  # the split scored after each epoch
 
 
-def glue_recipe(task_spec: str, data_dir: str | None) -> Recipe:
+def glue_recipe(task_spec: str, data_dir: str | None, max_length: int | None = None) -> Recipe:
     from .data import load_dataset
     from .data.glue import glue_task
+    from .metrics import GLUE_METRICS
 
     benchmark, _, task_name = task_spec.partition("/")
     if benchmark.lower() != "glue" or not task_name:
@@ -38,15 +34,12 @@ def glue_recipe(task_spec: str, data_dir: str | None) -> Recipe:
     key, task = glue_task(task_name)
     raw = load_dataset("glue", key, data_dir=data_dir)
     columns = list(task.text_columns)
-    renames = dict(zip(columns, ["text", "text_pair"], strict=False))
-    raw = raw.rename_columns(renames)
-    from .metrics import GLUE_METRICS
-
-    metrics = [scorer.__name__ for scorer in GLUE_METRICS[key]]
+    raw = raw.rename_columns(dict(zip(columns, ["text", "text_pair"], strict=False)))
     regression = task.label_names is None
-    return Recipe(f"glue/{key}", raw, "regression" if regression else "classification",
-                  [] if regression else list(task.label_names), metrics,
-                  "validation" if "validation" in raw else "validation_matched", columns)
+    spec = TaskSpec(f"glue/{key}", "regression" if regression else "classification",
+                    [] if regression else list(task.label_names), columns,
+                    [scorer.__name__ for scorer in GLUE_METRICS[key]], max_length)
+    return Recipe(spec, raw, "validation" if "validation" in raw else "validation_matched")
 
 
 def file_recipe(options: argparse.Namespace) -> Recipe:
@@ -60,44 +53,12 @@ def file_recipe(options: argparse.Namespace) -> Recipe:
     if "validation" not in splits:
         raise SeqtuneError("no validation data: pass --validation FILE or --validation-split 0.1")
     if options.metric:
-        metrics = options.metric
-    elif task.task_type == "regression":
-        metrics = ["pearson", "spearman"]
-    else:
-        metrics = ["accuracy", "macro_f1"] + (["f1"] if task.num_labels == 2 else [])
+        metric_for(options.metric)  # an unknown name is refused before any model is loaded
     path = Path(options.train).resolve()
     name = path.parent.name if path.stem.lower() in ("train", "training", "data") else path.stem
-    return Recipe(name, splits, task.task_type, task.label_names, metrics, "validation", task.text_columns)
-
-
-def metric_for(names: list[str]):
-    from .metrics import SINGLE_METRICS, Metric
-
-    unknown = [n for n in names if n not in SINGLE_METRICS]
-    if unknown:
-        raise SeqtuneError(f"--metric {unknown[0]!r} is not one of {', '.join(sorted(SINGLE_METRICS))}")
-    return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
-
-
-def make_compute_metrics(recipe: Recipe):
-    metric = metric_for(recipe.metric_names)
-
-    def compute_metrics(eval_pred):
-        logits, references = eval_pred
-        predictions = logits[:, 0] if recipe.task_type == "regression" else logits.argmax(-1)
-        return metric.compute(predictions=predictions, references=references)
-
-    return compute_metrics
-
-
-def tokenize_splits(splits: Any, tokenizer: Any, max_length: int | None) -> Any:
-    pair = "text_pair" in splits[next(iter(splits))].column_names
-
-    def tokenize(batch: dict) -> dict:
-        return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
-                         max_length=max_length)
-
-    return splits.map(tokenize, batched=True, desc="tokenizing")
+    spec = TaskSpec(name, task.task_type, task.label_names, task.text_columns, options.metric or [],
+                    options.max_length)
+    return Recipe(spec, splits, "validation")
 
 
 def run_train(options: argparse.Namespace) -> int:
@@ -106,24 +67,26 @@ def run_train(options: argparse.Namespace) -> int:
         raise SeqtuneError("pass either --task glue/<task> or --train FILE, not both")
     if not options.task and not options.train:
         raise SeqtuneError("nothing to train on: pass --task glue/<task> or --train FILE")
-    recipe = glue_recipe(options.task, options.data_dir) if options.task else file_recipe(options)
-    output_dir = Path(options.output_dir or f"runs/{recipe.name.replace('/', '-')}")
+    recipe = (glue_recipe(options.task, options.data_dir, options.max_length) if options.task
+              else file_recipe(options))
+    spec = recipe.spec
+    output_dir = Path(options.output_dir or f"runs/{spec.name.replace('/', '-')}")
     check_output_dir(output_dir, options.overwrite_output_dir, options.resume)
 
     from .args import TrainingArguments
     from .distributed import is_main
     from .models import load_model_and_tokenizer
-    from .report import ReportCallback
+    from .report import MetricsLogCallback
     from .trainer import Trainer, set_seed
 
-    labels = recipe.label_names
+    labels = spec.label_names
     config = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
-    if recipe.task_type == "regression":
+    if spec.task_type == "regression":
         config["problem_type"] = "regression"
     config["ignore_mismatched_sizes"] = True  # a classifier head of another size is replaced, not an error
     set_seed(options.seed)  # the new classifier head is drawn now: the same seed gives the same run
     model, tokenizer = load_model_and_tokenizer(options.model, len(labels) or 1, **config)
-    tokenized = tokenize_splits(recipe.splits, tokenizer, options.max_length)
+    tokenized = spec.tokenize(recipe.splits, tokenizer)
     args = TrainingArguments(
         str(output_dir), overwrite_output_dir=options.overwrite_output_dir, eval_strategy="epoch",
         save_strategy=options.save_strategy, save_total_limit=options.save_total_limit,
@@ -135,29 +98,50 @@ def run_train(options: argparse.Namespace) -> int:
         bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
         logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to,
         fsdp=options.fsdp)
-    report = ReportCallback(output_dir, recipe, tokenized)
-    trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=tokenized[recipe.validation],
-                      processing_class=tokenizer, compute_metrics=make_compute_metrics(recipe), callbacks=[report])
+    metrics_log = MetricsLogCallback(output_dir)
+    validation = tokenized[recipe.validation]
+    trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=validation,
+                      processing_class=tokenizer, compute_metrics=spec.compute_metrics(), callbacks=[metrics_log])
     result = trainer.train(resume_from_checkpoint=options.resume)
     trainer.save_model(str(output_dir))  # every process calls the collectives below; rank 0 writes
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
     final = {k: v for k, v in last_eval.items() if k.startswith("eval_")} if last_eval else trainer.evaluate()
     if "test" in tokenized and "label" in tokenized["test"].column_names and min(tokenized["test"]["label"]) >= 0:
         final.update(trainer.predict(tokenized["test"]).metrics)
-    report.finish(trainer, final)
+    validation_output = trainer.predict(validation) if spec.task_type == "classification" else None
     if not is_main():
         return 0
-    (output_dir / TASK_FILE).write_text(json.dumps({
-        "text_columns": recipe.source_columns, "task_type": recipe.task_type, "label_names": labels,
-        "metrics": recipe.metric_names, "max_length": options.max_length, "task": recipe.name}, indent=2))
+    # The model and its results first: a report that cannot be drawn loses nothing.
+    spec.save(output_dir)
     (output_dir / "all_results.json").write_text(json.dumps({**result.metrics, **final}, indent=2))
     shown = "  ".join(f"{k.removeprefix('eval_')}={v:.4f}" for k, v in final.items()
                       if k.removeprefix("eval_") in ("accuracy", "f1", "macro_f1", "matthews_correlation",
                                                      "pearson", "spearmanr"))
-    print(f"seqtune: final {recipe.validation} ({len(tokenized[recipe.validation])} examples): {shown}")
+    print(f"seqtune: final {recipe.validation} ({len(validation)} examples): {shown}")
+    _write_report(output_dir, trainer, spec, tokenized, metrics_log.epoch_seconds, final, validation_output)
     print(f"seqtune: model, report.md and training_curves.png in {output_dir}/ "
           f"(train time {result.metrics['train_runtime']:.0f} s)")
     return 0
+
+
+def _write_report(output_dir: Path, trainer: Any, spec: TaskSpec, tokenized: Any, epoch_seconds: list[float],
+                  final: dict[str, float], validation_output: Any) -> None:
+    """run.json (what the report needs besides metrics.jsonl), then report.md, the plot and the card."""
+    from .device import describe
+    from .report import RUN_FILE, confusion, data_balance, rebuild_report
+
+    run: dict[str, Any] = {
+        "task": spec.name, "task_type": spec.task_type, "label_names": spec.label_names,
+        "model": getattr(getattr(trainer.model, "config", None), "_name_or_path", "") or "custom model",
+        "device": describe(trainer.device, trainer.autocast_dtype), "args": trainer.args.to_dict(),
+        "data": {split: data_balance(tokenized[split], spec.label_names) for split in tokenized},
+        "epoch_seconds": epoch_seconds, "final": final,
+        "best_model_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric}
+    if validation_output is not None:
+        predicted = validation_output.predictions.argmax(-1).tolist()
+        run["confusion"] = confusion(validation_output.label_ids.tolist(), predicted, len(spec.label_names))
+    (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    rebuild_report(output_dir)
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resume: Any) -> None:

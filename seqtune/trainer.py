@@ -18,24 +18,24 @@ import torch
 
 from . import checkpoint as ckpt
 from . import distributed as dist
-from . import fastpath
 from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
-from .device import describe, keep_freed_memory, length_multiple, pick_device, pick_precision, use_fast_attention
+from .device import describe, keep_freed_memory, length_multiple, pick_device, pick_precision
 from .errors import SeqtuneError
-from .optim import clip_gradients, create_optimizer, create_scheduler
+from .levers import FastPaths
+from .optim import create_optimizer, create_scheduler
 
 
 class EvalPrediction(NamedTuple):
     predictions: np.ndarray
-    label_ids: np.ndarray | None
+    label_ids: np.ndarray | tuple[np.ndarray, ...] | None
 
 
 class PredictionOutput(NamedTuple):
     predictions: np.ndarray
-    label_ids: np.ndarray | None
+    label_ids: np.ndarray | tuple[np.ndarray, ...] | None
     metrics: dict[str, float]
 
 
@@ -68,6 +68,40 @@ class TrainerState:
     stateful_callbacks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
+class Geometry(NamedTuple):
+    """How a training run is cut: per-device batches per epoch (all ranks together), steps, epochs."""
+
+    batches_per_epoch: int
+    steps_per_epoch: int
+    max_steps: int
+    num_epochs: int
+
+
+@dataclasses.dataclass
+class Tally:
+    """The loop's running numbers, kept on the device so that a step never waits to read them."""
+
+    loss_since_log: torch.Tensor
+    total_loss: torch.Tensor
+    bad_step: torch.Tensor  # the first optimizer step with a non-finite micro-batch loss; -1: none
+    scaler: torch.amp.GradScaler
+    grad_norm: torch.Tensor | None = None
+
+    @classmethod
+    def start(cls, state: TrainerState, device: torch.device, scaler: torch.amp.GradScaler) -> Tally:
+        return cls(torch.tensor(state.loss_since_log, device=device), torch.tensor(state.total_loss, device=device),
+                   torch.tensor(-1, device=device), scaler)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        """One micro-batch's (already divided) loss: a NaN is pinned to its step as soon as it appears."""
+        self.loss_since_log += loss
+        self.total_loss += loss
+        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss), step, self.bad_step)
+
+    def save_into(self, state: TrainerState) -> None:
+        state.loss_since_log, state.total_loss = self.loss_since_log.item(), self.total_loss.item()
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -78,7 +112,8 @@ def set_seed(seed: int) -> None:
 class Trainer:
     """Fine-tune a sequence classifier. Same arguments as `transformers.Trainer` for what it offers.
 
-    Hooks: `callbacks` (TrainerCallback events) and `compute_loss` (override in a subclass).
+    Hooks: `callbacks` (TrainerCallback events, and TrainerControl's flags) and `compute_loss`
+    (override in a subclass; calling `super().compute_loss` keeps the fast paths).
     """
 
     def __init__(self, model: torch.nn.Module | None = None, args: TrainingArguments | None = None,
@@ -107,10 +142,10 @@ class Trainer:
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        self._attention_note = use_fast_attention(self.model, self.device)
         self.model_wrapped = dist.wrap_model(self.model, self.device, self.args.fsdp)
         self._sharded = dist.is_sharded(self.model_wrapped)
-        from .report import tracker_callbacks
+        self.fast_paths = FastPaths(self.model, self.device, self.autocast_dtype, sharded=self._sharded)
+        from .trackers import tracker_callbacks
 
         # Progress, printing and trackers on rank 0 only; the user's callbacks run on every rank, so
         # that decisions such as early stopping agree (every rank sees the same gathered metrics).
@@ -122,10 +157,7 @@ class Trainer:
         self.state = TrainerState()
         self.control = TrainerControl()
         self._forward_args = set(inspect.signature(self.model.forward).parameters)
-        # The head reads one position: the last layer is computed for it alone (exact). Only in our own
-        # compute_loss, whose caller wants nothing but the loss and logits.
-        self._pooled_layer = (fastpath.pooled_last_layer(self.model)
-                              if type(self).compute_loss is Trainer.compute_loss else None)
+        self._label_names = list(self.args.label_names or ["labels"])
         if self.args.eval_strategy != "no" and eval_dataset is None:
             raise SeqtuneError(f"eval_strategy={self.args.eval_strategy!r} needs an eval_dataset; "
                                "pass one or set eval_strategy='no'")
@@ -138,8 +170,14 @@ class Trainer:
         self.callback_handler.add(callback)
 
     def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        """Forward pass; returns (loss, logits). Override for a custom loss."""
-        return _loss_and_logits(model(**inputs))
+        """Forward pass; returns (loss, logits). Override for a custom loss.
+
+        Here the caller wants nothing but the loss and logits, so the last layer may compute the
+        pooled token alone; an override that calls the model itself gets every position.
+        """
+        with self.fast_paths.pooled():
+            outputs = model(**inputs)
+        return _loss_and_logits(outputs)
 
     def log(self, logs: dict[str, float]) -> None:
         logs = {**logs, "epoch": round(self.state.epoch, 4), "step": self.state.global_step}
@@ -149,112 +187,164 @@ class Trainer:
     # ---- training ----------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: bool | str | None = None) -> TrainOutput:
         """Train on `train_dataset`; `resume_from_checkpoint=True` continues the newest checkpoint."""
-        args = self.args
+        args, world, accumulation = self.args, dist.world_size(), self.args.gradient_accumulation_steps
         if self.train_dataset is None:
             raise SeqtuneError("Trainer.train() needs a train_dataset")
         resume_dir = self._resume_dir(resume_from_checkpoint)
         ckpt.remove_stale_staging(self.output_dir)
         set_seed(args.seed)
         dataset, lengths = self._prepare(self.train_dataset, "train_dataset")
-        batch_size, world = args.per_device_train_batch_size, dist.world_size()
-        batches_per_epoch = math.ceil(len(lengths) / batch_size)  # per-device batches, all ranks together
-        steps_per_epoch = math.ceil(math.ceil(batches_per_epoch / world) / args.gradient_accumulation_steps)
-        max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
-        num_epochs = math.ceil(max_steps / steps_per_epoch)
-        model = self.model_wrapped
-        if self.optimizer is None:
-            self.optimizer = create_optimizer(model, args, self.device, allow_fused=not self._sharded)
-        if self.lr_scheduler is None:
-            self.lr_scheduler = create_scheduler(self.optimizer, args, max_steps)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
-        self.state = TrainerState(max_steps=max_steps, num_train_epochs=num_epochs, train_batch_size=batch_size,
-                                  num_examples=len(lengths), world_size=world)
-        if resume_dir is not None:
-            self._load_checkpoint(resume_dir, scaler)
-        state = self.state
-        state.max_steps, state.num_train_epochs = max_steps, num_epochs  # this run's length wins on resume
-        self._print(f"seqtune: {len(lengths):,} examples, {num_epochs} epochs, {max_steps:,} optimizer steps, "
-                    f"effective batch {batch_size * world * args.gradient_accumulation_steps} = {batch_size} "
-                    f"per device x {world} processes x {args.gradient_accumulation_steps} accumulation; "
-                    f"device {describe(self.device, self.autocast_dtype)}{self._attention_note}")
+        plan = self._geometry(len(lengths))
+        tally = self._start_run(plan, len(lengths), resume_dir)
+        state, model = self.state, self.model_wrapped
         start_time, start_step = time.perf_counter(), state.global_step
-        loss_since_log = torch.tensor(state.loss_since_log, device=self.device)
-        total_loss = torch.tensor(state.total_loss, device=self.device)
-        bad_step = torch.tensor(-1, device=self.device)  # first non-finite loss, read without syncing each step
-        grad_norm = None
-        model.train()
-        self._fire("on_train_begin")
-        pooled_layer = self._pooled_layer_now()
-        # Cheaper dropout masks on the CPU, swapped in once for the whole loop (evaluation inside it
-        # runs in eval mode, where they do nothing).
-        with self._dropout_masks():
-            for epoch in range(state.epoch_index, num_epochs):
-                state.epoch_index = epoch
+        with self.fast_paths.loop(training=True) as levers:
+            self._print_header(plan, len(lengths), levers.describe())
+            model.train()
+            self._fire("on_train_begin")
+            while state.epoch_index < plan.num_epochs and not self.control.should_training_stop:
                 # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
                 # every world-th one from where the run stands, so any world size resumes at the same batch.
-                batches = train_batches(lengths, batch_size, args.seed, epoch, args.group_by_length)
+                batches = train_batches(lengths, args.per_device_train_batch_size, args.seed, state.epoch_index,
+                                        args.group_by_length, args.dataloader_drop_last)
                 start = state.batches_seen_in_epoch
                 mine = dist.rank_batches(batches, start)
                 self._fire("on_epoch_begin")
                 for i, inputs in enumerate(self._loader(dataset, mine)):
-                    last_micro = (i + 1) % args.gradient_accumulation_steps == 0 or i + 1 == len(mine)
-                    inputs = self._to_device(inputs)
-                    with dist.no_sync(model, sync=last_micro), fastpath.pooled(pooled_layer):
+                    last_micro = (i + 1) % accumulation == 0 or i + 1 == len(mine)
+                    with dist.no_sync(model, sync=last_micro):  # forward and backward
                         with self._autocast():
-                            loss, _ = self.compute_loss(model, inputs)
-                        loss = loss / args.gradient_accumulation_steps
-                        scaler.scale(loss).backward()
-                    loss = loss.detach()
-                    loss_since_log += loss
-                    total_loss += loss
+                            loss, _ = self.compute_loss(model, self._to_device(inputs))
+                        loss = loss / accumulation
+                        tally.scaler.scale(loss).backward()
+                    tally.add(loss.detach(), state.global_step + 1)
                     state.batches_seen_in_epoch = min(start + (i + 1) * world, len(batches))
                     if not last_micro:
                         continue
-                    bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss),
-                                           state.global_step + 1, bad_step)
-                    if args.max_grad_norm > 0:
-                        scaler.unscale_(self.optimizer)
-                        grad_norm = clip_gradients(model, self.optimizer, args.max_grad_norm, scaler.is_enabled())
-                    scaler.step(self.optimizer)
-                    scaler.update()
-                    self.lr_scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    self._optimizer_step(model, tally)  # clip, step, schedule
                     state.global_step += 1
                     state.steps_since_log += 1
-                    state.epoch = epoch + state.batches_seen_in_epoch / len(batches)
+                    state.epoch = state.epoch_index + state.batches_seen_in_epoch / len(batches)
+                    self._set_flags(end_of_epoch=i + 1 == len(mine))
                     self._fire("on_step_end")
-                    end_of_epoch = i + 1 == len(mine)
-                    done = state.global_step >= max_steps
-                    if self._due(args.logging_strategy, args.logging_steps, end_of_epoch, max_steps) or done or (
-                            args.logging_first_step and state.global_step == 1):
-                        self._check_finite(bad_step)
-                        mean_loss = dist.mean_across_ranks(loss_since_log).item() / state.steps_since_log
-                        logs = {"loss": round(mean_loss, 6),
-                                "learning_rate": self.lr_scheduler.get_last_lr()[0]}
-                        if grad_norm is not None:
-                            total = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
-                            logs["grad_norm"] = float(total)
-                        loss_since_log.zero_()
-                        state.steps_since_log = 0
-                        self.log(logs)
-                    self._evaluate_and_save(end_of_epoch, done, bad_step, loss_since_log, total_loss, scaler)
-                    if done or self.control.should_training_stop:
+                    self._log_evaluate_save(tally)  # each as due, or as a callback asked
+                    if self.control.should_training_stop:
                         break
                 else:
-                    state.batches_seen_in_epoch = 0
-                    self._fire("on_epoch_end")
-                    continue
+                    state.epoch_index, state.batches_seen_in_epoch = state.epoch_index + 1, 0
                 self._fire("on_epoch_end")
-                break
-        self._check_finite(bad_step)
-        runtime = time.perf_counter() - start_time
-        steps_run = state.global_step - start_step
-        samples_run = steps_run * batch_size * world * args.gradient_accumulation_steps
-        train_loss = dist.mean_across_ranks(total_loss).item() / max(state.global_step, 1)
-        metrics = {"train_runtime": round(runtime, 4),
-                   "train_samples_per_second": round(samples_run / runtime, 3),
-                   "train_steps_per_second": round(steps_run / runtime, 3),
-                   "train_loss": train_loss}
+                self._log_evaluate_save(tally)
+            self._check_finite(tally)
+        return self._finish_run(tally, time.perf_counter() - start_time, state.global_step - start_step)
+
+    def _geometry(self, num_examples: int) -> Geometry:
+        args = self.args
+        batch_size = args.per_device_train_batch_size
+        batches = num_examples // batch_size if args.dataloader_drop_last else math.ceil(num_examples / batch_size)
+        if batches == 0:
+            raise SeqtuneError(f"train_dataset has {num_examples} examples, fewer than one batch of {batch_size}, "
+                               "and dataloader_drop_last=True drops it; lower the batch size")
+        steps_per_epoch = math.ceil(math.ceil(batches / dist.world_size()) / args.gradient_accumulation_steps)
+        max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+        return Geometry(batches, steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
+
+    def _start_run(self, plan: Geometry, num_examples: int, resume_dir: Path | None) -> Tally:
+        """A fresh state, optimizer and scheduler (unless given), then the checkpoint's, if resuming."""
+        args = self.args
+        if self.optimizer is None:
+            self.optimizer = create_optimizer(self.model_wrapped, args, self.device, allow_fused=not self._sharded)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = create_scheduler(self.optimizer, args, plan.max_steps)
+        self.state = TrainerState(max_steps=plan.max_steps, num_train_epochs=plan.num_epochs,
+                                  train_batch_size=args.per_device_train_batch_size, num_examples=num_examples,
+                                  world_size=dist.world_size())
+        self.control = TrainerControl()
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        if resume_dir is not None:
+            self._load_checkpoint(resume_dir, plan, scaler)
+        return Tally.start(self.state, self.device, scaler)
+
+    def _print_header(self, plan: Geometry, num_examples: int, fast_paths: str) -> None:
+        args, world = self.args, dist.world_size()
+        batch, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        self._print(f"seqtune: {num_examples:,} examples, {plan.num_epochs} epochs, {plan.max_steps:,} optimizer "
+                    f"steps, effective batch {batch * world * accumulation} = {batch} per device x {world} "
+                    f"processes x {accumulation} accumulation; device {describe(self.device, self.autocast_dtype)}; "
+                    f"{fast_paths}")
+
+    def _optimizer_step(self, model: torch.nn.Module, tally: Tally) -> None:
+        if self.args.max_grad_norm > 0:
+            tally.scaler.unscale_(self.optimizer)
+            tally.grad_norm = self.fast_paths.clip(model, self.optimizer, self.args.max_grad_norm,
+                                                   tally.scaler.is_enabled())
+        tally.scaler.step(self.optimizer)
+        tally.scaler.update()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _set_flags(self, end_of_epoch: bool) -> None:
+        """What the strategies ask of this step, before on_step_end (where callbacks may ask more)."""
+        args, control, step = self.args, self.control, self.state.global_step
+        done = step >= self.state.max_steps
+        control.should_log |= (self._due(args.logging_strategy, args.logging_steps, end_of_epoch) or done
+                               or (args.logging_first_step and step == 1))
+        control.should_evaluate |= self._due(args.eval_strategy, args.eval_steps, end_of_epoch) or (
+            done and args.eval_strategy == "epoch")
+        # The last step is always kept (nothing lost), whatever the strategy but "no".
+        control.should_save |= self._due(args.save_strategy, args.save_steps, end_of_epoch) or (
+            done and args.save_strategy != "no")
+        control.should_training_stop |= done
+
+    def _due(self, strategy: str, every: float, end_of_epoch: bool) -> bool:
+        if strategy == "epoch":
+            return end_of_epoch
+        if strategy == "steps":
+            interval = max(1, math.ceil(every * self.state.max_steps)) if every < 1 else int(every)
+            return self.state.global_step % interval == 0
+        return False
+
+    def _log_evaluate_save(self, tally: Tally) -> None:
+        """Act on TrainerControl's flags, in transformers' order (log, evaluate, save), then lower them."""
+        control, state = self.control, self.state
+        if control.should_log:
+            control.should_log = False
+            self._check_finite(tally)
+            logs: dict[str, float] = {}
+            if state.steps_since_log:
+                logs["loss"] = round(dist.mean_across_ranks(tally.loss_since_log).item() / state.steps_since_log, 6)
+            logs["learning_rate"] = self.lr_scheduler.get_last_lr()[0]
+            if tally.grad_norm is not None:
+                norm = tally.grad_norm
+                logs["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            tally.loss_since_log.zero_()
+            state.steps_since_log = 0
+            self.log(logs)
+        metrics = None
+        if control.should_evaluate:
+            control.should_evaluate = False
+            metrics = self.evaluate()
+        if control.should_save:
+            control.should_save = False
+            self._check_finite(tally)
+            tally.save_into(state)
+            self._save_checkpoint(metrics, tally.scaler)
+
+    def _check_finite(self, tally: Tally) -> None:
+        step = int(dist.max_across_ranks(tally.bad_step))
+        if step >= 0:
+            last = ckpt.list_checkpoints(self.output_dir)
+            raise SeqtuneError(
+                f"the training loss became NaN or infinite at step {step}; training stopped"
+                + (f", the last good checkpoint is {last[-1]}" if last else "")
+                + "; try a lower learning_rate or check the data")
+
+    def _finish_run(self, tally: Tally, runtime: float, steps_run: int) -> TrainOutput:
+        args, state = self.args, self.state
+        per_step = args.per_device_train_batch_size * dist.world_size() * args.gradient_accumulation_steps
+        samples_run = steps_run * per_step
+        train_loss = dist.mean_across_ranks(tally.total_loss).item() / max(state.global_step, 1)
+        metrics = {"train_runtime": round(runtime, 4), "train_samples_per_second": round(samples_run / runtime, 3),
+                   "train_steps_per_second": round(steps_run / runtime, 3), "train_loss": train_loss}
         self.log(metrics)
         if args.load_best_model_at_end and state.best_model_checkpoint:
             self._print(f"seqtune: loading the best model from {state.best_model_checkpoint} "
@@ -267,47 +357,13 @@ class Trainer:
         self._fire("on_train_end")
         return TrainOutput(state.global_step, train_loss, metrics)
 
-    def _due(self, strategy: str, every: float, end_of_epoch: bool, max_steps: int) -> bool:
-        if strategy == "epoch":
-            return end_of_epoch
-        if strategy == "steps":
-            interval = max(1, math.ceil(every * max_steps)) if every < 1 else int(every)
-            return self.state.global_step % interval == 0
-        return False
-
-    def _evaluate_and_save(self, end_of_epoch: bool, done: bool, bad_step: torch.Tensor,
-                           loss_since_log: torch.Tensor, total_loss: torch.Tensor,
-                           scaler: torch.amp.GradScaler) -> None:
-        args, max_steps = self.args, self.state.max_steps
-        metrics = None
-        if self._due(args.eval_strategy, args.eval_steps, end_of_epoch, max_steps) or (
-                done and args.eval_strategy == "epoch" and not end_of_epoch):
-            metrics = self.evaluate()
-        if self._due(args.save_strategy, args.save_steps, end_of_epoch, max_steps) or (
-                done and args.save_strategy != "no"):  # the last step is always kept: nothing lost
-            self._check_finite(bad_step)
-            self.state.loss_since_log = loss_since_log.item()
-            self.state.total_loss = total_loss.item()
-            self._save_checkpoint(metrics, scaler)
-
-    def _check_finite(self, bad_step: torch.Tensor) -> None:
-        step = int(dist.max_across_ranks(bad_step))
-        if step >= 0:
-            last = ckpt.list_checkpoints(self.output_dir)
-            raise SeqtuneError(
-                f"the training loss became NaN or infinite at step {step}; training stopped"
-                + (f", the last good checkpoint is {last[-1]}" if last else "")
-                + "; try a lower learning_rate or check the data")
-
     # ---- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, metrics: dict[str, float] | None, scaler: torch.amp.GradScaler) -> None:
         args, state = self.args, self.state
         folder = self.output_dir / f"{ckpt.PREFIX}{state.global_step}"
         if metrics is not None and args.metric_for_best_model:
-            name = args.metric_for_best_model
-            value = metrics.get(name if name.startswith("eval_") else f"eval_{name}")
-            if value is not None and (state.best_metric is None or (
-                    value > state.best_metric if args.greater_is_better else value < state.best_metric)):
+            value = metrics.get(args.best_metric_key())
+            if value is not None and args.is_better(value, state.best_metric):
                 state.best_metric, state.best_model_checkpoint = value, str(folder)
         state.stateful_callbacks = self.callback_handler.states()
         rng_states = dist.gather_to_all(ckpt.rng_state())  # each rank continues its own random stream
@@ -317,12 +373,12 @@ class Trainer:
             dist.save_sharded(self.model, self.optimizer, str(sharded))
             full_state = dist.full_state_dict(self.model)
         if dist.is_main():
-            training = {"optimizer": None if self._sharded else self.optimizer.state_dict(),
-                        "scheduler": self.lr_scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler.is_enabled() else None}
-            ckpt.save_checkpoint(self.output_dir, state.global_step, self.model, self.processing_class,
-                                 training, dataclasses.asdict(state), args.to_dict(), rng_states,
-                                 full_state, sharded)
+            ckpt.save_checkpoint(
+                self.output_dir, state.global_step, model=self.model, tokenizer=self.processing_class,
+                optimizer=None if self._sharded else self.optimizer.state_dict(),
+                scheduler=self.lr_scheduler.state_dict(), scaler=scaler.state_dict() if scaler.is_enabled() else None,
+                trainer_state=dataclasses.asdict(state), args=args.to_dict(), rng_states=rng_states,
+                full_state=full_state, sharded=sharded)
             ckpt.rotate_checkpoints(self.output_dir, args.save_total_limit, keep=(state.best_model_checkpoint,))
         dist.barrier()
         self._fire("on_save")
@@ -340,7 +396,7 @@ class Trainer:
             raise SeqtuneError(f"resume: {folder} is not a complete seqtune checkpoint")
         return folder
 
-    def _load_checkpoint(self, folder: Path, scaler: torch.amp.GradScaler) -> None:
+    def _load_checkpoint(self, folder: Path, plan: Geometry, scaler: torch.amp.GradScaler) -> None:
         saved = ckpt.load_training_state(folder)
         state = TrainerState(**saved["state"])
         then = _recipe(state, saved["args"].get("gradient_accumulation_steps", 1))
@@ -360,12 +416,11 @@ class Trainer:
         rng = saved["rng"]
         ckpt.set_rng_state(rng["ranks"][dist.rank()] if len(rng.get("ranks", ())) > dist.rank() else rng)
         state.world_size = self.state.world_size
+        state.max_steps, state.num_train_epochs = plan.max_steps, plan.num_epochs  # this run's length wins
         self.callback_handler.load_states(state.stateful_callbacks)
+        if state.batches_seen_in_epoch >= plan.batches_per_epoch:  # saved at an epoch's last step
+            state.epoch_index, state.batches_seen_in_epoch = state.epoch_index + 1, 0
         self.state = state
-        batches_per_epoch = math.ceil(state.num_examples / state.train_batch_size)
-        if state.batches_seen_in_epoch >= batches_per_epoch:
-            state.epoch_index += 1
-            state.batches_seen_in_epoch = 0
         self._print(f"seqtune: resumed from {folder} at step {state.global_step}")
 
     # ---- evaluation --------------------------------------------------------------------------
@@ -395,22 +450,20 @@ class Trainer:
         world = 1 if self._sharded else dist.world_size()
         mine = order[dist.rank() % world::world]
         logits_parts, label_parts, loss_sum = [], [], None
-        # Under bf16 autocast the weights are held in bf16 for the whole pass (no cast per batch).
-        bf16 = self.autocast_dtype == torch.bfloat16 and not self._sharded
-        pooled_layer = self._pooled_layer_now()
-        with torch.inference_mode(), fastpath.bf16_weights(model) if bf16 else nullcontext():
-            for inputs in self._loader(rows, mine):
-                inputs = self._to_device(inputs)
-                with self._autocast(), fastpath.pooled(pooled_layer):
+        with torch.inference_mode(), self.fast_paths.loop(training=False):
+            for batch in self._loader(rows, mine):
+                labels = [batch[name] for name in self._label_names if name in batch]  # args.label_names
+                inputs = self._to_device(batch)
+                with self._autocast():
                     loss, logits = self.compute_loss(model, inputs)
                 if self.preprocess_logits_for_metrics is not None:
-                    logits = self.preprocess_logits_for_metrics(logits, inputs.get("labels"))
+                    logits = self.preprocess_logits_for_metrics(logits, labels[0] if labels else None)
                 n = len(inputs["input_ids"]) if "input_ids" in inputs else len(logits)
                 if loss is not None:
                     loss_sum = loss.float() * n if loss_sum is None else loss_sum + loss.float() * n
                 logits_parts.append(_to_numpy(logits))  # off the device batch by batch
-                if "labels" in inputs:
-                    label_parts.append(inputs["labels"].cpu().numpy().copy())
+                if len(labels) == len(self._label_names):
+                    label_parts.append([torch.as_tensor(label).cpu().numpy().copy() for label in labels])
         model.train(was_training)
         own = (logits_parts, label_parts, None if loss_sum is None else float(loss_sum))
         shards = [own] if world == 1 else dist.gather_to_all(own)
@@ -419,7 +472,11 @@ class Trainer:
         visited = [i for r in range(world) for batch in order[r::world] for i in batch]
         restore = np.argsort(np.asarray(visited, dtype=np.int64))
         predictions = np.concatenate(logits_parts)[restore] if logits_parts else np.zeros((0,))
-        label_ids = np.concatenate(label_parts)[restore] if label_parts else None
+        label_ids = None
+        if label_parts:
+            columns = tuple(np.concatenate([part[k] for part in label_parts])[restore]
+                            for k in range(len(self._label_names)))
+            label_ids = columns[0] if len(columns) == 1 else columns
         runtime = time.perf_counter() - start
         metrics: dict[str, float] = {}
         if any(shard[2] is not None for shard in shards):
@@ -452,10 +509,11 @@ class Trainer:
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _prepare(self, dataset: Any, what: str) -> tuple[Any, list[int]]:
-        """Drop columns the model cannot take, check labels, measure lengths."""
+        """Drop columns the model cannot take (labels kept), check labels, measure lengths."""
         from .data.prepare import prepare_dataset
 
-        return prepare_dataset(dataset, what, self._forward_args, self.args.remove_unused_columns,
+        return prepare_dataset(dataset, what, self._forward_args | set(self._label_names),
+                               self.args.remove_unused_columns,
                                getattr(getattr(self.model, "config", None), "num_labels", None))
 
     def _loader(self, dataset: Any, batches: list[list[int]]) -> torch.utils.data.DataLoader:
@@ -470,19 +528,6 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                 for k, v in inputs.items()
                 if k in self._forward_args or "kwargs" in self._forward_args}
-
-    def _pooled_layer_now(self) -> torch.nn.Module | None:
-        """The last layer to compute for the pooled token in this loop, if any. Checked once per loop:
-        asking the model whether it recomputes activations walks all its modules."""
-        if fastpath.recomputes_activations(self.model):
-            return None  # recomputation in backward must see the very same forward
-        return self._pooled_layer
-
-    def _dropout_masks(self) -> Any:
-        """`fastpath.cpu_dropout` for a CPU training run (not under activation checkpointing)."""
-        if self.device.type != "cpu" or fastpath.recomputes_activations(self.model):
-            return nullcontext()
-        return fastpath.cpu_dropout(self.model)
 
     def _autocast(self):
         if self.autocast_dtype is None:

@@ -5,13 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from seqtune.cli import build_parser, main
+
 from .conftest import ROOT
-
-
-def run_cli(*args, cwd=None, env=None):
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "seqtune.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=full_env, timeout=600)
 
 
 def test_help_imports_nothing_heavy():
@@ -19,23 +15,36 @@ def test_help_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    result = run_cli("train", "--help")
-    assert result.returncode == 0 and "--learning-rate" in result.stdout and "5e-05" in result.stdout
 
 
-def test_train_a_few_steps_on_mrpc(tmp_path, glue_dir):
-    result = run_cli("train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(tmp_path / "run"),
-                     "--quiet", env={"GLUE_DIR": str(glue_dir)})
-    assert result.returncode == 0, result.stderr
-    assert "final validation (408 examples): accuracy=" in result.stdout and " f1=" in result.stdout
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate"])
+def test_help_says_each_default_once_in_words(command):
+    parser = build_parser()
+    subparser = parser._subparsers._group_actions[0].choices[command]
+    text = " ".join(subparser.format_help().split())  # unwrap the columns
+    assert "(default: None)" not in text and "(default: True)" not in text and "(default: False)" not in text
+    for action in subparser._actions:
+        if action.help:
+            assert " ".join(subparser._get_formatter()._expand_help(action).split()).count("default") <= 1, action
+    if command == "train":
+        assert "peak AdamW learning rate (default: 5e-05)" in text
+        assert "--no-group-by-length plain random batches (default: batches of similar length" in text
+        assert "(default: detected from the first rows)" in text
+
+
+def test_train_a_few_steps_on_mrpc(tmp_path, glue_dir, monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
     out = tmp_path / "run"
+    assert main(["train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "final validation (408 examples): accuracy=" in printed and " f1=" in printed
+    assert "fast paths:" in printed
     assert (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
     # The same folder again is another run's: refused, nothing touched.
-    again = run_cli("train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(out),
-                    env={"GLUE_DIR": str(glue_dir)})
-    assert again.returncode == 2 and "already holds checkpoints" in again.stderr
-    assert "Traceback" not in again.stderr
+    assert main(["train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds checkpoints" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -44,20 +53,22 @@ def test_train_a_few_steps_on_mrpc(tmp_path, glue_dir):
     (["--task", "glue/mrpc"], {"GLUE_DIR": "/nonexistent"}, "GLUE_DIR"),
     (["--task", "glue/mrpc", "--model", "/no/such/model"], {"GLUE_DIR": "GLUE"}, "does not exist"),
 ])
-def test_bad_input_exit_code_2_one_line(args, env, message, glue_dir):
-    env = {k: (str(glue_dir) if v == "GLUE" else v) for k, v in env.items()}
-    env.setdefault("GLUE_DIR", "")
-    result = run_cli("train", *args, "--output-dir", "/tmp/seqtune-unused", env=env)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("seqtune: error:")
+def test_bad_input_exit_code_2_one_line(args, env, message, glue_dir, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("GLUE_DIR", "")
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(glue_dir) if value == "GLUE" else value)
+    assert main(["train", *args, "--output-dir", str(tmp_path / "unused")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith("seqtune: error:") and err.count("\n") == 1
 
 
-def test_output_dir_that_is_a_file(tmp_path, glue_dir):
+def test_output_dir_that_is_a_file(tmp_path, glue_dir, monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
     target = tmp_path / "taken"
     target.write_text("keep me")
-    result = run_cli("train", "--task", "glue/mrpc", "--output-dir", str(target), env={"GLUE_DIR": str(glue_dir)})
-    assert result.returncode == 2 and "is a file" in result.stderr
+    assert main(["train", "--task", "glue/mrpc", "--output-dir", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err
     assert target.read_text() == "keep me"
 
 

@@ -120,10 +120,69 @@ def test_unknown_config_key(tmp_path, capsys):
     assert "unknown option 'epochz'" in capsys.readouterr().err
 
 
-def test_tracker_that_is_not_installed_is_said(tmp_path):
-    from seqtune import SeqtuneError, Trainer, TrainingArguments
+NEWS = {"Business": ["Shares of the retailer fell sharply after it cut its profit forecast for the year",
+                     "The central bank kept interest rates unchanged and signalled caution about inflation",
+                     "A merger between the two airlines was approved by regulators on Monday morning"],
+        "Sports": ["The home side scored twice in the final ten minutes to win the cup final",
+                   "She retained her title after a five set match that lasted nearly four hours",
+                   "The coach was sacked after the team lost six league games in a row"],
+        "Science": ["Astronomers detected water vapour in the atmosphere of a distant planet",
+                    "A new vaccine trial showed strong protection in older adults, researchers said",
+                    "The probe sent back images of craters near the south pole of the moon"]}
 
-    from .conftest import tiny_bert
 
-    with pytest.raises(SeqtuneError, match="report_to='wandb' needs the wandb package"):
-        Trainer(tiny_bert(), TrainingArguments(str(tmp_path), report_to="wandb"))
+def _news_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = list(NEWS)[i % 3]
+        rows.append((f"{rng.choice(NEWS[label])} ({rng.randint(1, 999)})", label))
+    return rows
+
+
+def test_headerless_tsv_of_long_texts_and_string_labels_trains_on_every_row(tmp_path, tiny_model_dir, capsys):
+    for name, n, seed in (("train.tsv", 60, 1), ("dev.tsv", 15, 2)):
+        (tmp_path / name).write_text("".join(f"{text}\t{label}\n" for text, label in _news_rows(n, seed)))
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(tmp_path / "train.tsv"), "--validation", str(tmp_path / "dev.tsv"),
+                 "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "8", "--quiet",
+                 "--output-dir", str(out)]) == 0
+    assert "seqtune: 60 examples" in capsys.readouterr().out  # the first row is data, not a header
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["train"]["rows"] == 60 and run["label_names"] == ["Business", "Science", "Sports"]
+    assert json.loads((out / "seqtune.json").read_text())["text_columns"] == [0]
+
+
+def test_without_matplotlib_the_run_finishes_with_a_note(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    import sys
+
+    pd.DataFrame(topic_rows(30, seed=1)).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame(topic_rows(9, seed=2)).to_csv(tmp_path / "b.csv", index=False)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(tmp_path / "a.csv"), "--validation", str(tmp_path / "b.csv"),
+                 "--model", str(tiny_model_dir), "--epochs", "1", "--quiet", "--output-dir", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "training_curves.png not drawn: matplotlib is not installed" in captured.out
+    assert "Traceback" not in captured.err
+    assert (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
+    assert (out / "report.md").is_file() and "training_curves.png" not in (out / "report.md").read_text()
+    assert not (out / "training_curves.png").exists()
+
+
+def test_predict_and_evaluate_leave_no_temporary_folder(trained, tmp_path, monkeypatch):
+    import tempfile
+
+    folder, out = trained
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["predict", "--model", str(out), "--input", str(folder / "dev.csv"), "--output",
+                 str(tmp_path / "p.csv"), "--quiet"]) == 0
+    assert main(["evaluate", "--model", str(out), "--data", str(folder / "dev.csv"), "--quiet"]) == 0
+    assert list(scratch.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == before

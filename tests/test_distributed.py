@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,11 @@ from safetensors.torch import load_file
 WORKER = Path(__file__).resolve().parent / "dist_worker.py"
 
 
-def launch(nproc, output_dir, *args, timeout=240):
+def launch(nproc, output_dir, *args, timeout=240, dist_timeout=60):
     command = [sys.executable, WORKER, str(output_dir), *args] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         str(WORKER), str(output_dir), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQTUNE_DIST_TIMEOUT": "60"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQTUNE_DIST_TIMEOUT": str(dist_timeout)}
     return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -84,10 +83,9 @@ def test_checkpoint_resumes_with_another_world_size(two_process_run, tmp_path, f
 
 
 def test_a_failing_rank_stops_the_job_with_its_error(tmp_path):
-    start = time.perf_counter()
-    result = launch(2, tmp_path, "--fail-at-step", "3", "--fail-rank", "1", timeout=180)
+    # The survivor waits in a collective at most SEQTUNE_DIST_TIMEOUT seconds; a hang fails at `timeout`.
+    result = launch(2, tmp_path, "--fail-at-step", "3", "--fail-rank", "1", timeout=180, dist_timeout=15)
     assert result.returncode != 0
-    assert time.perf_counter() - start < 120
     assert "injected failure on rank 1 at step 3" in result.stdout + result.stderr
 
 

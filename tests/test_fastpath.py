@@ -1,13 +1,20 @@
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 import torch
 
-from seqtune import Trainer, TrainingArguments, fastpath
-from seqtune.optim import clip_gradients
+from seqtune import fastpath
 
-from .conftest import tiny_bert, toy_rows
+from .conftest import tiny_bert
+
+
+@contextmanager
+def pooled(layer):
+    """The layer computing the first position only, as the Trainer's compute_loss has it."""
+    with fastpath.gated_pooled_layer(layer) as gate, gate.open():
+        yield
 
 
 def _batch():
@@ -70,15 +77,17 @@ def test_cpu_attention_and_pooled_last_layer_keep_outputs_and_gradients(make):
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     reference.set_attn_implementation("eager")
-    assert fastpath.use_cpu_attention(model)
-    assert model.config._attn_implementation == fastpath.ATTENTION_NAME
+    assert fastpath.can_use_cpu_attention(model)
     layer = fastpath.pooled_last_layer(model)
     assert layer is model.base_model.encoder.layer[-1]
     batch = _batch()
     logits, grads = _loss_and_grads(reference, batch)
-    with fastpath.pooled(layer):
-        pooled_logits, pooled_grads = _loss_and_grads(model, batch)
+    with fastpath.attention_implementation(model, fastpath.ATTENTION_NAME):
+        assert model.config._attn_implementation == fastpath.ATTENTION_NAME
+        with pooled(layer):
+            pooled_logits, pooled_grads = _loss_and_grads(model, batch)
     assert "forward" not in vars(layer)  # the layer is whole again
+    assert model.config._attn_implementation == "sdpa"  # and the model's attention its own
     torch.testing.assert_close(pooled_logits, logits, atol=1e-6, rtol=1e-5)
     assert pooled_grads.keys() == grads.keys()  # every parameter still gets its gradient
     for name in grads:
@@ -95,7 +104,7 @@ def test_pooled_layer_under_each_attention_mask_layout(implementation):
     layer = fastpath.pooled_last_layer(model)
     for batch in (_batch(), {**_batch(), "attention_mask": torch.ones(4, 9, dtype=torch.long)}):
         logits, grads = _loss_and_grads(reference, batch)
-        with fastpath.pooled(layer):
+        with pooled(layer):
             pooled_logits, pooled_grads = _loss_and_grads(model, batch)
         torch.testing.assert_close(pooled_logits, logits, atol=1e-6, rtol=1e-5)
         for name in grads:
@@ -121,10 +130,10 @@ def test_pooled_layer_in_bf16_with_and_without_autocast():
     batch = _batch()
     with torch.no_grad():
         full = model(**batch).logits
-        with torch.autocast("cpu", dtype=torch.bfloat16), fastpath.pooled(layer):
+        with torch.autocast("cpu", dtype=torch.bfloat16), pooled(layer):
             autocast = model(**batch).logits
         model.to(torch.bfloat16)
-        with fastpath.pooled(layer):
+        with pooled(layer):
             bf16 = model(**batch).logits
     torch.testing.assert_close(autocast.float(), full, atol=3e-2, rtol=3e-2)
     torch.testing.assert_close(bf16.float(), full, atol=3e-2, rtol=3e-2)
@@ -156,7 +165,7 @@ def test_pooled_layer_only_where_the_head_reads_one_token():
     distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2,
                                                                   hidden_dim=64))
     assert fastpath.pooled_last_layer(distil) is None
-    assert not fastpath.use_cpu_attention(distil)  # its eager attention stays
+    assert not fastpath.can_use_cpu_attention(distil)  # its own attention stays
 
 
 def test_bf16_weights_for_the_pass_then_exact_fp32_again():
@@ -176,7 +185,7 @@ def test_clip_folded_into_fused_adamw_matches_clip_grad_norm():
         for _ in range(3):
             model(**_batch()).loss.mul(50).backward()  # large gradients: clipping bites
             if folded:
-                norm = clip_gradients(model, optimizer, 1.0, scaling_done_by_amp=False)
+                norm = fastpath.folded_clip(list(model.parameters()), optimizer, 1.0)
             else:
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             assert norm > 1.0
@@ -186,23 +195,6 @@ def test_clip_folded_into_fused_adamw_matches_clip_grad_norm():
     # Dividing by 1/coef instead of multiplying by coef: last-bit differences, which Adam's
     # normalisation magnifies for near-zero gradients; 2e-5 is 0.2% of one step (lr 1e-2).
     torch.testing.assert_close(results[1], results[0], atol=2e-5, rtol=0)
-
-
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_trainer_uses_the_pooled_layer_unless_activations_are_recomputed(tmp_path, monkeypatch, checkpointing):
-    calls = []
-    original = fastpath._pooled_layer_forward
-    monkeypatch.setattr(fastpath, "_pooled_layer_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
-    model = tiny_bert(vocab_size=64)
-    if checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-        enable()
-    assert fastpath.recomputes_activations(model) == checkpointing
-    args = TrainingArguments(str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4, report_to="none",
-                             save_strategy="no", disable_tqdm=True, use_cpu=True)
-    output = Trainer(model, args, train_dataset=toy_rows(16)).train()
-    assert output.global_step == 4 and torch.isfinite(torch.tensor(output.training_loss))
-    assert len(calls) == (0 if checkpointing else 4)
 
 
 def test_keep_freed_memory_sets_glibc_thresholds(monkeypatch):

@@ -102,18 +102,19 @@ def test_rotation_keeps_best_and_newest_and_loads_best_at_end(tmp_path):
 
 
 class NaNAfter(torch.nn.Module):
-    """Loss turns NaN from the 5th forward on."""
+    """Loss turns NaN from the 5th forward on (`once`: at the 5th forward only)."""
 
-    def __init__(self):
+    def __init__(self, once: bool = False):
         super().__init__()
         self.linear = torch.nn.Linear(1, 2)
-        self.calls = 0
+        self.calls, self.once = 0, once
 
     def forward(self, input_ids, attention_mask=None, labels=None):
         self.calls += 1
         logits = self.linear(input_ids[:, :1].float())
         loss = torch.nn.functional.cross_entropy(logits, labels)
-        return (loss * float("nan") if self.calls >= 5 else loss), logits
+        nan = self.calls == 5 if self.once else self.calls >= 5
+        return (loss * float("nan") if nan else loss), logits
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -121,6 +122,13 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     with pytest.raises(SeqtuneError, match="NaN or infinite at step 5.*checkpoint-4"):
         trainer.train()
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_a_nan_in_any_micro_batch_is_caught_at_its_step(tmp_path):
+    # 4 micro-batches a step: forward 5 is the first of step 2, and the last one of that step is finite.
+    args = _args(tmp_path, max_steps=3, gradient_accumulation_steps=4, per_device_train_batch_size=2)
+    with pytest.raises(SeqtuneError, match="NaN or infinite at step 2"):
+        Trainer(NaNAfter(once=True), args, train_dataset=toy_rows(40)).train()
 
 
 def test_checkpoint_from_another_model_is_refused(tmp_path):

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from seqtune import EarlyStoppingCallback, SeqtuneError, Trainer, TrainerCallback, TrainingArguments
+from seqtune import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    SeqtuneError,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from .conftest import tiny_bert, toy_rows
 
@@ -183,3 +190,55 @@ def test_batch_lengths_rounded_where_kernels_are_cached_per_shape(tmp_path, bf16
     trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, bf16=bf16), train_dataset=toy_rows(8))
     assert trainer.data_collator.pad_to_multiple_of == multiple
     assert trainer.data_collator(toy_rows(2))["input_ids"].shape[1] % (multiple or 1) == 0
+
+
+def test_callbacks_steer_the_loop_through_control_flags(tmp_path):
+    """transformers' contract: a callback sets should_log / should_evaluate / should_save in on_step_end
+    and the loop acts on it at that step, then lowers the flag."""
+
+    class Steer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_log |= state.global_step == 1
+            control.should_evaluate |= state.global_step == 2
+            control.should_save |= state.global_step == 3
+
+    args = _args(tmp_path, max_steps=5, logging_steps=100, save_strategy="no")
+    trainer = Trainer(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(40), eval_dataset=toy_rows(8),
+                      callbacks=[Steer()])
+    trainer.train()
+    history = trainer.state.log_history
+    assert [h["step"] for h in history if "loss" in h] == [1, 5]  # asked at 1; the last step always
+    assert [h["step"] for h in history if "eval_loss" in h] == [2]
+    saved = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
+    assert saved == ["checkpoint-3"]  # save_strategy="no" saves nothing a callback did not ask for
+    assert not (trainer.control.should_log or trainer.control.should_evaluate or trainer.control.should_save)
+
+
+def test_label_names_say_which_inputs_are_labels(tmp_path):
+    """label_ids come from the inputs named in label_names; two names give a tuple."""
+
+    def collate(rows):
+        batch = DataCollatorWithPadding()([{k: v for k, v in r.items() if k != "weight"} for r in rows])
+        batch["weight"] = torch.tensor([r["weight"] for r in rows])
+        return batch
+
+    rows = [{**row, "weight": i} for i, row in enumerate(toy_rows(10))]
+    seen = []
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, label_names=["labels", "weight"],
+                                                      per_device_eval_batch_size=3),
+                      data_collator=collate, compute_metrics=lambda p: seen.append(p.label_ids) or {})
+    output = trainer.predict(rows)
+    labels, weights = output.label_ids
+    assert labels.tolist() == [r["label"] for r in rows] and weights.tolist() == list(range(10))
+    assert isinstance(seen[0], tuple)
+    with pytest.raises(SeqtuneError, match="label_names must be a non-empty list"):
+        _args(tmp_path, label_names="labels")
+
+
+def test_dataloader_drop_last_leaves_out_the_short_batch(tmp_path):
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, num_train_epochs=2, dataloader_drop_last=True),
+                      train_dataset=toy_rows(40))
+    assert trainer.train().global_step == 2 * 2  # 40 rows, batch 16: two full batches an epoch
+    with pytest.raises(SeqtuneError, match="fewer than one batch"):
+        Trainer(tiny_bert(vocab_size=64), _args(tmp_path, dataloader_drop_last=True),
+                train_dataset=toy_rows(5)).train()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ TEXT_PAIRS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("question", "an
 TEXT_SINGLES = ("text", "sentence", "review", "content", "document", "comment", "body", "utterance")
 LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "sentiment", "rating", "stars", "y")
 MAX_CLASSES = 1000
+KNOWN_NAMES = set(TEXT_SINGLES) | set(LABEL_NAMES) | {c for pair in TEXT_PAIRS for c in pair}
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -97,16 +101,40 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
     return frame
 
 
-def _has_header(text: str, sep: str) -> bool:
-    """A header row names columns: known names, or a row unlike the rows under it."""
-    first = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
-    names = {c.strip().lower() for c in first}
-    if names & (set(TEXT_SINGLES) | set(LABEL_NAMES) | {c for pair in TEXT_PAIRS for c in pair}):
+def _has_header(text: str, sep: str, rows: int = 1000) -> bool:
+    """A header row names columns: known names, or short labels unlike the rows under it."""
+    table = _first_rows(text, sep, rows)
+    first = [c.strip() for c in (table[0] if table else [])]
+    if {c.lower() for c in first} & KNOWN_NAMES:
+        return True
+    below = [[row[i].strip() for row in table[1:] if i < len(row) and row[i].strip()] for i in range(len(first))]
+    # A column name is a short identifier that names its column once; Sniffer alone mistakes a first row of
+    # sentences over short string labels for a header, and the first training row is silently lost.
+    if any(c and (c in set(values) or _reads_as_data(c)) for c, values in zip(first, below, strict=True)):
+        return False
+    # Short names over a column of sentences or numbers: Sniffer misses this when lengths vary (news texts).
+    if any(values and sum(map(_reads_as_data, values)) > len(values) / 2 for values in below):
         return True
     try:
         return csv.Sniffer().has_header(text[:20000])
     except csv.Error:
         return False
+
+
+def _first_rows(text: str, sep: str, rows: int) -> list[list[str]]:
+    """Up to `rows` parsed rows; a malformed row ends the sample (pandas reports it later, with context)."""
+    table: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text), delimiter=sep)  # not a split on newlines: quoted cells span lines
+    try:
+        table.extend(itertools.islice(reader, rows))
+    except csv.Error:
+        pass
+    return table
+
+
+def _reads_as_data(cell: str) -> bool:
+    """A sentence (>= 4 words or > 40 characters) or a bare number is a value, never a column name."""
+    return len(cell.split()) >= 4 or len(cell) > 40 or NUMBER.fullmatch(cell) is not None
 
 
 def _first_line(err: BaseException) -> str:

@@ -11,7 +11,8 @@ MEGABATCH_MULT = 50  # as transformers' LengthGroupedSampler: random enough, lit
 
 def train_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
                   group_by_length: bool = True, drop_last: bool = False) -> list[list[int]]:
-    """The batches of one training epoch, a pure function of (seed, epoch).
+    """The batches of one training epoch, a pure function of (seed, epoch). `drop_last` leaves out
+    the short batch (TrainingArguments.dataloader_drop_last).
 
     With `group_by_length`, a random permutation is cut into mega-batches of 50 batches, each
     sorted by length and cut into batches, and the batches are then shuffled: every batch holds

@@ -94,3 +94,85 @@ def test_python_api_passes_files_to_datasets(tmp_path):
 
     path = _write(tmp_path / "d.parquet", topic_rows(6), "parquet")
     assert load_dataset("parquet", data_files=str(path))["train"].num_rows == 6
+
+
+TOPIC_NEWS = {
+    "Business": ["Stocks rallied on Tuesday after the central bank held rates",
+                 "The retailer cut its profit forecast as shoppers spent less on clothing this spring",
+                 "Oil prices slipped for a third day, weighed down by rising stockpiles in the US",
+                 "A merger between the two airlines would create the largest carrier in Europe"],
+    "Sports": ["The home side scored twice in the final ten minutes to win the derby",
+               "She retained her title in straight sets and now eyes a record tenth crown",
+               "Injuries forced the coach to field an unusually young team against the champions",
+               "The marathon was moved to dawn because of the heat wave"],
+    "Science": ["Astronomers spotted water vapour in the atmosphere of a distant planet",
+                "A new battery chemistry could double the range of electric cars, researchers say",
+                "The probe sent back the sharpest images yet of the moon's cratered south pole",
+                "Fossils found in a quarry suggest feathers evolved earlier than thought"],
+    "World": ["Leaders met in Geneva to discuss a ceasefire, though no deal was reached",
+              "Floods displaced thousands of families across the northern provinces overnight",
+              "The new president promised sweeping reforms in his first speech to parliament",
+              "Voters head to the polls on Sunday in a closely watched regional election"],
+}
+
+
+def _news_rows(n: int = 40) -> list[tuple[str, str]]:
+    """Headerless news: long, varied sentences (8-20 words) over a handful of string labels."""
+    labels = list(TOPIC_NEWS)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        text = TOPIC_NEWS[label][(i // len(labels)) % 4]
+        rows.append((text if i < 16 else f"{text}, update {i}", label))
+    return rows
+
+
+def _write_plain(path, rows, sep: str):
+    pd.DataFrame(rows).to_csv(path, index=False, header=False, sep=sep)
+    return path
+
+
+@pytest.mark.parametrize("suffix, sep", [("tsv", "\t"), ("csv", ",")])
+def test_headerless_news_keeps_every_row(tmp_path, suffix, sep):
+    rows = _news_rows()
+    assert all(8 <= len(text.split()) <= 20 for text, _ in rows)
+    train = _write_plain(tmp_path / f"train.{suffix}", rows, sep)
+    dev = _write_plain(tmp_path / f"dev.{suffix}", rows[5:25], sep)
+    frame = read_table(train)
+    assert list(frame.columns) == [0, 1] and len(frame) == len(rows)
+    assert frame.iloc[0].tolist() == list(rows[0])
+    splits, task = load_files(train, dev)
+    assert task.text_columns == [0] and task.label_column == 1
+    assert task.label_names == ["Business", "Science", "Sports", "World"]
+    assert len(splits["train"]) == len(rows) and len(splits["validation"]) == 20
+
+
+def test_headerless_with_index_columns_keeps_every_row(tmp_path):
+    rows = _news_rows()
+    path = _write_plain(tmp_path / "news.tsv", rows, "\t")
+    splits, task = load_files(path, text_columns=["0"], label_column="1", validation_split=0.25)
+    assert task.text_columns == [0] and task.label_column == 1
+    assert len(splits["train"]) + len(splits["validation"]) == len(rows)
+
+
+@pytest.mark.parametrize("first, expected", [
+    ("text\tlabel", True),  # known names
+    ("headline\ttopic", True),  # short, unknown names that never repeat below: Sniffer decides
+    ("Stocks rallied on Tuesday after the central bank held rates\tBusiness", False),  # a sentence
+    ("Markets\tBusiness", False),  # 'Business' occurs again in its column
+    ("Rates\t3", False),  # a column name is not a bare number
+])
+def test_header_or_first_data_row(tmp_path, first, expected):
+    path = tmp_path / "d.tsv"
+    path.write_text(first + "\n" + "".join(f"{text}\t{label}\n" for text, label in _news_rows(12)))
+    frame = read_table(path)
+    assert (list(frame.columns) == first.split("\t")) is expected
+    assert len(frame) == 12 + (not expected)
+
+
+def test_explicit_header_argument_wins(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("headline\ttopic\n" + "".join(f"{t}\t{lab}\n" for t, lab in _news_rows(8)))
+    assert len(read_table(path, header=False)) == 9
+    assert list(read_table(_write_plain(tmp_path / "n.tsv", _news_rows(8), "\t"), header=True).columns) == \
+        list(_news_rows(1)[0])

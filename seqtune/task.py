@@ -1,0 +1,85 @@
+"""The task a model folder is trained for: text columns, label names, metrics, tokenisation. One home,
+used by `train` (which writes it as seqtune.json), `predict` and `evaluate` (which read it back)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SeqtuneError
+
+TASK_FILE = "seqtune.json"
+
+
+def default_metrics(task_type: str, num_labels: int) -> list[str]:
+    """What a run reports when no --metric is given."""
+    if task_type == "regression":
+        return ["pearson", "spearman"]
+    return ["accuracy", "macro_f1"] + (["f1"] if num_labels == 2 else [])
+
+
+def metric_for(names: list[str]):
+    """`load_metric`'s Metric for several single metrics at once."""
+    from .metrics import SINGLE_METRICS, Metric
+
+    unknown = [n for n in names if n not in SINGLE_METRICS]
+    if unknown:
+        raise SeqtuneError(f"--metric {unknown[0]!r} is not one of {', '.join(sorted(SINGLE_METRICS))}")
+    return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
+
+
+@dataclass
+class TaskSpec:
+    """How a model's inputs are made and its outputs read and scored."""
+
+    name: str
+    task_type: str  # "classification" or "regression"
+    label_names: list[str]
+    text_columns: list[Any]  # the source columns, in the order they are fed (one text or a pair)
+    metrics: list[str] = field(default_factory=list)
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            self.metrics = default_metrics(self.task_type, len(self.label_names))
+
+    def compute_metrics(self) -> Callable:
+        """A `compute_metrics` for the Trainer: class ids (or values) from logits, then the metrics."""
+        metric = metric_for(self.metrics)
+        regression = self.task_type == "regression"
+
+        def compute_metrics(eval_pred):
+            logits, references = eval_pred
+            predictions = logits[:, 0] if regression else logits.argmax(-1)
+            return metric.compute(predictions=predictions, references=references)
+
+        return compute_metrics
+
+    def tokenize(self, splits: Any, tokenizer: Any) -> Any:
+        """Tokenize a DatasetDict with `text` (and `text_pair`) columns, truncated to max_length."""
+        pair = "text_pair" in splits[next(iter(splits))].column_names
+
+        def tokenize(batch: dict) -> dict:
+            return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
+                             max_length=self.max_length)
+
+        return splits.map(tokenize, batched=True, desc="tokenizing")
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / TASK_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def for_model_folder(cls, folder: Path, config: Any) -> TaskSpec:
+        """seqtune.json if the folder has one; else what the model's config says (any transformers folder)."""
+        path = Path(folder) / TASK_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        regression = getattr(config, "problem_type", None) == "regression" or config.num_labels == 1
+        task_type = saved.get("task_type") or ("regression" if regression else "classification")
+        labels = saved.get("label_names") or ([] if task_type == "regression"
+                                              else [config.id2label[i] for i in range(config.num_labels)])
+        return cls(name=saved.get("name") or saved.get("task") or Path(folder).name, task_type=task_type,
+                   label_names=labels, text_columns=saved.get("text_columns", []),
+                   metrics=saved.get("metrics", []), max_length=saved.get("max_length"))
