@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Trainer": "trainer", "TrainOutput": "trainer", "PredictionOutput": "trainer",
-    "EvalPrediction": "trainer", "TrainerState": "trainer", "set_seed": "trainer",
+    "EvalPrediction": "trainer", "TrainerState": "state", "set_seed": "trainer",
     "TrainingArguments": "args",
     "load_dataset": "data", "DataCollatorWithPadding": "data.collate",
     "load_files": "data.files", "infer_task": "data.files",
@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from .errors import SeqtuneError
     from .metrics import load_metric
     from .models import default_model
-    from .trainer import EvalPrediction, PredictionOutput, Trainer, TrainerState, TrainOutput, set_seed
+    from .state import TrainerState
+    from .trainer import EvalPrediction, PredictionOutput, Trainer, TrainOutput, set_seed
 
 
 def __getattr__(name: str) -> Any:

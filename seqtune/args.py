@@ -48,9 +48,14 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     seed: int = 42
-    # None = automatic: bf16 autocast where the hardware runs it natively (transformers: False).
+    # None = automatic (transformers: False): bf16 autocast where it pays, see device.pick_precision.
     bf16: bool | None = None
     fp16: bool = False
+    # None = automatic (transformers: None, torch's own setting): TF32 matmuls for fp32 work on CUDA.
+    tf32: bool | None = None
+    # seqtune: weights loaded in bf16/fp16 are trained as fp32 master weights unless this is True
+    # (then they train in the dtype they have: pure bf16 for a bf16 model).
+    keep_model_dtype: bool = False
     use_cpu: bool = False
     dataloader_num_workers: int = 0
     dataloader_drop_last: bool = False

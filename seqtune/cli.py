@@ -71,8 +71,11 @@ def _train_parser(commands) -> None:
                           help="micro-batches per optimizer step")
     training.add_argument("--seed", type=int, default=42, help="seed for weights init, order, dropout")
     training.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                          help="bf16 autocast with fp32 weights (default: on where the hardware runs bf16 "
-                               "natively, off elsewhere)")
+                          help="bf16 autocast with fp32 weights (default: on a CPU with native bf16; on a GPU "
+                               "once the work per batch outweighs the casts, else fp32 with TF32 matmuls)")
+    training.add_argument("--keep-model-dtype", action="store_true",
+                          help="train weights stored in bf16/fp16 as they are (pure bf16); without it they "
+                               "are upcast to fp32 master weights")
     training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
                           help="plain random batches (default: batches of similar length, in random order)")
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")

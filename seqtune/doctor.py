@@ -175,8 +175,12 @@ def choices(facts: dict[str, Any]) -> dict[str, str]:
 
 def _precision(device_type: str, native_bf16: bool) -> str:
     """device.py's own choice for bf16=None, in words."""
-    from .device import PRECISION_NAMES, automatic_precision
+    from .device import CUDA_BF16_MIN_WORK, PRECISION_NAMES, automatic_precision
 
+    if device_type == "cuda" and native_bf16:
+        bf16 = PRECISION_NAMES[automatic_precision("cuda", True, CUDA_BF16_MIN_WORK)]
+        return (f"fp32 with TF32 matmuls; {bf16} once a forward holds {CUDA_BF16_MIN_WORK / 1e6:g}M tokens x "
+                "hidden width or more (smaller steps are bound by kernel launches); --bf16/--no-bf16 force it")
     chosen = PRECISION_NAMES[automatic_precision(device_type, native_bf16)]
     return chosen + ("" if native_bf16 else f" (no native bf16 on this {device_type.upper()})")
 

@@ -48,8 +48,9 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool, prefix: 
                              getattr(options, "label_column", None), needs_label)
     rows = spec.tokenize(datasets.DatasetDict({"rows": to_dataset(frame, text_task, path)}), tokenizer)["rows"]
     # Nothing is written: the model folder stands in as output_dir, and no save ever happens.
+    # A model stored in bf16 predicts in bf16 (keep_model_dtype): nothing is trained here.
     args = TrainingArguments(options.model, per_device_eval_batch_size=options.batch_size, disable_tqdm=options.quiet,
-                             save_strategy="no", report_to="none")
+                             save_strategy="no", report_to="none", keep_model_dtype=True)
     trainer = Trainer(model, args, processing_class=tokenizer,
                       compute_metrics=spec.compute_metrics() if needs_label else None)
     return frame, spec, trainer.predict(rows, metric_key_prefix=prefix)

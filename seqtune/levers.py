@@ -132,6 +132,11 @@ class FastPaths:
             stack.callback(self._leave)
             yield self.levers
 
+    @property
+    def active(self) -> bool:
+        """Inside a loop."""
+        return self._depth > 0
+
     def _leave(self) -> None:
         self._depth -= 1
 

@@ -97,7 +97,7 @@ def run_train(options: argparse.Namespace) -> int:
         gradient_accumulation_steps=options.gradient_accumulation_steps, seed=options.seed,
         bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
         logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to,
-        fsdp=options.fsdp)
+        fsdp=options.fsdp, keep_model_dtype=options.keep_model_dtype)
     metrics_log = MetricsLogCallback(output_dir)
     validation = tokenized[recipe.validation]
     trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=validation,

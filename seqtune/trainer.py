@@ -22,10 +22,20 @@ from .args import TrainingArguments
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
-from .device import describe, keep_freed_memory, length_multiple, pick_device, pick_precision
+from .device import (
+    describe,
+    keep_freed_memory,
+    length_multiple,
+    master_weights,
+    pick_device,
+    pick_precision,
+    use_tf32,
+    work_per_forward,
+)
 from .errors import SeqtuneError
 from .levers import FastPaths
 from .optim import create_optimizer, create_scheduler
+from .state import Geometry, Tally, TrainerState
 
 
 class EvalPrediction(NamedTuple):
@@ -43,63 +53,6 @@ class TrainOutput(NamedTuple):
     global_step: int
     training_loss: float
     metrics: dict[str, float]
-
-
-@dataclasses.dataclass
-class TrainerState:
-    """What a checkpoint needs to continue the run exactly (saved as trainer_state.json)."""
-
-    global_step: int = 0
-    epoch: float = 0.0
-    max_steps: int = 0
-    num_train_epochs: int = 0
-    batches_seen_in_epoch: int = 0  # position inside the current epoch, for resume
-    epoch_index: int = 0
-    log_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    best_metric: float | None = None
-    best_model_checkpoint: str | None = None
-    loss_since_log: float = 0.0
-    steps_since_log: int = 0
-    total_loss: float = 0.0
-    train_batch_size: int = 0
-    num_examples: int = 0
-    world_size: int = 1
-    # Callbacks that keep state across evaluations (EarlyStoppingCallback), by class name.
-    stateful_callbacks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-
-class Geometry(NamedTuple):
-    """How a training run is cut: per-device batches per epoch (all ranks together), steps, epochs."""
-
-    batches_per_epoch: int
-    steps_per_epoch: int
-    max_steps: int
-    num_epochs: int
-
-
-@dataclasses.dataclass
-class Tally:
-    """The loop's running numbers, kept on the device so that a step never waits to read them."""
-
-    loss_since_log: torch.Tensor
-    total_loss: torch.Tensor
-    bad_step: torch.Tensor  # the first optimizer step with a non-finite micro-batch loss; -1: none
-    scaler: torch.amp.GradScaler
-    grad_norm: torch.Tensor | None = None
-
-    @classmethod
-    def start(cls, state: TrainerState, device: torch.device, scaler: torch.amp.GradScaler) -> Tally:
-        return cls(torch.tensor(state.loss_since_log, device=device), torch.tensor(state.total_loss, device=device),
-                   torch.tensor(-1, device=device), scaler)
-
-    def add(self, loss: torch.Tensor, step: int) -> None:
-        """One micro-batch's (already divided) loss: a NaN is pinned to its step as soon as it appears."""
-        self.loss_since_log += loss
-        self.total_loss += loss
-        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(loss), step, self.bad_step)
-
-    def save_into(self, state: TrainerState) -> None:
-        state.loss_since_log, state.total_loss = self.loss_since_log.item(), self.total_loss.item()
 
 
 def set_seed(seed: int) -> None:
@@ -138,7 +91,9 @@ class Trainer:
         self.optimizer, self.lr_scheduler = optimizers
         self.device = dist.init_from_environment(self.args.use_cpu) or pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
+        self.tf32 = False
         self.data_collator = with_length_buckets(data_collator, length_multiple(self.device, self.autocast_dtype))
+        self._weights_note = master_weights(model, self.args.keep_model_dtype)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -194,6 +149,7 @@ class Trainer:
         ckpt.remove_stale_staging(self.output_dir)
         set_seed(args.seed)
         dataset, lengths = self._prepare(self.train_dataset, "train_dataset")
+        self._set_precision(lengths, args.per_device_train_batch_size)
         plan = self._geometry(len(lengths))
         tally = self._start_run(plan, len(lengths), resume_dir)
         state, model = self.state, self.model_wrapped
@@ -267,10 +223,18 @@ class Trainer:
     def _print_header(self, plan: Geometry, num_examples: int, fast_paths: str) -> None:
         args, world = self.args, dist.world_size()
         batch, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
+        device = describe(self.device, self.autocast_dtype, self.tf32)
+        weights = f"; {self._weights_note}" if self._weights_note else ""
         self._print(f"seqtune: {num_examples:,} examples, {plan.num_epochs} epochs, {plan.max_steps:,} optimizer "
                     f"steps, effective batch {batch * world * accumulation} = {batch} per device x {world} "
-                    f"processes x {accumulation} accumulation; device {describe(self.device, self.autocast_dtype)}; "
-                    f"{fast_paths}")
+                    f"processes x {accumulation} accumulation; device {device}{weights}; {fast_paths}")
+
+    def _set_precision(self, lengths: list[int], batch_size: int) -> None:
+        """On CUDA bf16=None depends on the work per forward, known once the data is: decided per run."""
+        self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16,
+                                             work_per_forward(lengths, batch_size, self.model))
+        self.tf32 = use_tf32(self.device, self.args.tf32, self.autocast_dtype)
+        self.fast_paths.autocast_dtype = self.autocast_dtype
 
     def _optimizer_step(self, model: torch.nn.Module, tally: Tally) -> None:
         if self.args.max_grad_norm > 0:
@@ -440,6 +404,8 @@ class Trainer:
 
     def _predict_loop(self, dataset: Any, prefix: str) -> PredictionOutput:
         rows, lengths = self._prepare(dataset, "eval_dataset")
+        if not self.fast_paths.active:  # an evaluation inside training keeps the training's precision
+            self._set_precision(lengths, self.args.per_device_eval_batch_size)
         model, was_training = self.model, self.model.training
         model.eval()
         start = time.perf_counter()

@@ -53,14 +53,17 @@ class DataCollatorWithPadding:
         return batch
 
     def _pad(self, rows: list, width: int, fill: int) -> torch.Tensor:
-        out = torch.full((len(rows), width), fill, dtype=torch.long)
+        # Filled in NumPy, handed to torch once: a torch slice assignment per row dispatched three
+        # operators per row and column (72 of a MiniLM step's ~1,170 at batch 8, bench.ops).
+        out = np.full((len(rows), width), fill, dtype=np.int64)
         for i, row in enumerate(rows):
-            row = torch.as_tensor(row, dtype=torch.long)
+            if len(row) == 0:
+                continue
             if self.padding_side == "left":
                 out[i, width - len(row):] = row
             else:
                 out[i, : len(row)] = row
-        return out
+        return torch.from_numpy(out)
 
 
 def _is_token_column(value: Any, length: int) -> bool:
