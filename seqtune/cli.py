@@ -101,6 +101,12 @@ def _train_parser(commands) -> None:
     _common(output)
 
 
+def _header_option(parser) -> None:
+    parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                        help="whether CSV/TSV files start with a header row (default: as the training files "
+                             "did, else detected from the first rows)")
+
+
 def _common(group) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bars; plain log lines")
     group.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -124,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="text column(s) (default: the ones the model was trained on)")
     predict.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     predict.add_argument("--format", default=None, help="input format (default: from the extension)")
+    _header_option(predict)
     _common(predict)
     evaluate = commands.add_parser("evaluate", help="metrics of a trained model on labelled data",
                                    formatter_class=DEFAULTS_HELP)
@@ -135,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="label column name or index (default: found by name or content)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     evaluate.add_argument("--format", default=None, help="input format (default: from the extension)")
+    _header_option(evaluate)
     _common(evaluate)
     doctor = commands.add_parser("doctor", help="explain this machine: torch, GPU, precision, what to fix")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command is None:
         parser.print_help()
         return 2
-    from .errors import SeqtuneError
+    from .errors import SeqtuneError, Stopped
 
     try:
         if options.command == "train" and options.config:
@@ -168,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     except SeqtuneError as err:
         if getattr(options, "debug", False):
             raise
-        print(f"seqtune: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("seqtune: interrupted; `seqtune train ... --resume` continues from the last checkpoint",
-              file=sys.stderr)
+        prefix = "seqtune: " if isinstance(err, Stopped) else "seqtune: error: "
+        print(f"{prefix}{err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:  # outside training (which says what there is to resume): nothing to resume
+        print("seqtune: interrupted", file=sys.stderr)
         return 130
 
 

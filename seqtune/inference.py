@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ def load_trained(model_dir: str) -> tuple[Any, Any, TaskSpec]:
 
 
 def _read(path: str, fmt: str | None, spec: TaskSpec, text_columns: list[str] | None,
-          label_column: str | None, needs_label: bool):
+          label_column: str | None, needs_label: bool, header: bool | None):
     """The file as a frame, and which of its columns hold the texts (and the label)."""
     from .data.files import TextTask, infer_task, read_table
 
-    frame = read_table(path, fmt)
+    if header is None and spec.text_columns and all(isinstance(c, int) for c in spec.text_columns):
+        header = False  # trained on headerless files: files to label are read the same way
+    frame = read_table(path, fmt, header, expected_columns=spec.text_columns)
     columns = text_columns or [c for c in spec.text_columns if c in frame.columns] or None
     found = infer_task(frame, columns, label_column if needs_label else None, spec.task_type, where=path)
     if needs_label and found.label_column is None:
@@ -45,7 +48,7 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool, prefix: 
 
     model, tokenizer, spec = load_trained(options.model)
     frame, text_task = _read(path, options.format, spec, options.text_column,
-                             getattr(options, "label_column", None), needs_label)
+                             getattr(options, "label_column", None), needs_label, options.header)
     rows = spec.tokenize(datasets.DatasetDict({"rows": to_dataset(frame, text_task, path)}), tokenizer)["rows"]
     # Nothing is written: the model folder stands in as output_dir, and no save ever happens.
     # A model stored in bf16 predicts in bf16 (keep_model_dtype): nothing is trained here.
@@ -63,6 +66,7 @@ def run_predict(options: argparse.Namespace) -> int:
     output = Path(options.output)
     if output.suffix.lower() not in (".csv", ".tsv", ".jsonl"):
         raise SeqtuneError(f"--output {output}: write .csv, .tsv or .jsonl")
+    _check_writable(output)  # before any inference runs
     frame, spec, prediction = _predict(options, options.input, needs_label=False, prefix="test")
     logits = prediction.predictions
     result = frame.copy()
@@ -78,12 +82,33 @@ def run_predict(options: argparse.Namespace) -> int:
             for i, name in enumerate(spec.label_names):
                 result[f"probability_{name}"] = probabilities[:, i]
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".jsonl":
-        result.to_json(output, orient="records", lines=True, force_ascii=False)
-    else:
-        result.to_csv(output, sep="\t" if output.suffix.lower() == ".tsv" else ",", index=False)
+    # Written beside, then renamed into place: killed or out of disk half-way, the old file stays whole.
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    try:
+        if output.suffix.lower() == ".jsonl":
+            result.to_json(partial, orient="records", lines=True, force_ascii=False)
+        else:
+            result.to_csv(partial, sep="\t" if output.suffix.lower() == ".tsv" else ",", index=False)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, output)
+    except OSError as err:
+        raise SeqtuneError(f"--output {output}: could not write the predictions ({err.strerror or err}); "
+                           "any earlier file there is untouched") from None
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"seqtune: wrote {len(result):,} predictions to {output}")
     return 0
+
+
+def _check_writable(output: Path) -> None:
+    if output.is_dir():
+        raise SeqtuneError(f"--output {output} is a folder; name a file")
+    parent = next(p for p in (output.parent, *output.parent.parents) if p.exists())
+    if not parent.is_dir():
+        raise SeqtuneError(f"--output {output}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise SeqtuneError(f"--output {output}: {parent} is not writable")
 
 
 def run_evaluate(options: argparse.Namespace) -> int:

@@ -7,9 +7,11 @@ import inspect
 import json
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +34,7 @@ from .device import (
     use_tf32,
     work_per_forward,
 )
-from .errors import SeqtuneError
+from .errors import Interrupted, SeqtuneError, Stopped
 from .levers import FastPaths
 from .optim import create_optimizer, create_scheduler
 from .state import Geometry, Tally, TrainerState
@@ -154,11 +156,12 @@ class Trainer:
         tally = self._start_run(plan, len(lengths), resume_dir)
         state, model = self.state, self.model_wrapped
         start_time, start_step = time.perf_counter(), state.global_step
-        with self.fast_paths.loop(training=True) as levers:
+        with self.fast_paths.loop(training=True) as levers, self._stop_signals():
             self._print_header(plan, len(lengths), levers.describe())
             model.train()
             self._fire("on_train_begin")
-            while state.epoch_index < plan.num_epochs and not self.control.should_training_stop:
+            while (state.epoch_index < plan.num_epochs and state.global_step < plan.max_steps
+                   and not self.control.should_training_stop):
                 # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
                 # every world-th one from where the run stands, so any world size resumes at the same batch.
                 batches = train_batches(lengths, args.per_device_train_batch_size, args.seed, state.epoch_index,
@@ -191,7 +194,41 @@ class Trainer:
                 self._fire("on_epoch_end")
                 self._log_evaluate_save(tally)
             self._check_finite(tally)
+            if self._stop_signal:
+                self._stopped_by(signal.Signals(self._stop_signal).name, 143)
         return self._finish_run(tally, time.perf_counter() - start_time, state.global_step - start_step)
+
+    @contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """SIGTERM (schedulers, spot instances) and SIGUSR1 (SLURM's --signal) ask the loop to finish its
+        step, write a checkpoint and stop; Ctrl-C stops at once and says what there is to resume."""
+        self._stop_signal = 0
+        handled = (signal.SIGTERM, signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else (signal.SIGTERM,)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            for signum in handled:
+                previous[signum] = signal.signal(signum, lambda number, frame: setattr(self, "_stop_signal", number))
+        try:
+            yield
+        except KeyboardInterrupt:
+            self._stopped_by("Ctrl-C", 130, Interrupted)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop; every rank then holds that signal, so all stop together."""
+        if dist.world_size() > 1:
+            self._stop_signal = int(dist.max_across_ranks(torch.tensor(self._stop_signal, device=self.device)))
+        return bool(self._stop_signal)
+
+    def _stopped_by(self, what: str, exit_code: int, kind: type[Stopped] = Stopped) -> None:
+        # Rank 0 wrote the checkpoints; every rank says the same (a collective: all ranks come here).
+        last = dist.gather_to_all(ckpt.list_checkpoints(self.output_dir) if dist.is_main() else [])[0]
+        resume = (f"{last[-1]} holds step {last[-1].name.removeprefix(ckpt.PREFIX)}; resume with "
+                  "`seqtune train ... --resume` (or train(resume_from_checkpoint=True))" if last
+                  else "no checkpoint was written yet, so there is nothing to resume")
+        raise kind(f"stopped by {what} at step {self.state.global_step}; {resume}", exit_code) from None
 
     def _geometry(self, num_examples: int) -> Geometry:
         args = self.args
@@ -270,6 +307,8 @@ class Trainer:
     def _log_evaluate_save(self, tally: Tally) -> None:
         """Act on TrainerControl's flags, in transformers' order (log, evaluate, save), then lower them."""
         control, state = self.control, self.state
+        if self._stop_agreed():  # SIGTERM/SIGUSR1 on any rank: every rank keeps this step, then stops
+            control.should_save = control.should_training_stop = True
         if control.should_log:
             control.should_log = False
             self._check_finite(tally)
@@ -416,9 +455,15 @@ class Trainer:
         world = 1 if self._sharded else dist.world_size()
         mine = order[dist.rank() % world::world]
         logits_parts, label_parts, loss_sum = [], [], None
-        with torch.inference_mode(), self.fast_paths.loop(training=False):
+        with torch.inference_mode(), self.fast_paths.loop(training=False), _restore_mode(model, was_training):
             for batch in self._loader(rows, mine):
                 labels = [batch[name] for name in self._label_names if name in batch]  # args.label_names
+                # A label name the batches lack while they hold labels: said, not silently no metrics.
+                if self.args.label_names and len(labels) < len(self._label_names) and (labels or "labels" in batch):
+                    missing = [name for name in self._label_names if name not in batch]
+                    raise SeqtuneError(f"label_names names {missing[0]!r}, which the batches do not hold (they "
+                                       f"hold {', '.join(batch)}); the default collator keeps token columns and "
+                                       "label/labels (as 'labels'): pass a data_collator that keeps it")
                 inputs = self._to_device(batch)
                 with self._autocast():
                     loss, logits = self.compute_loss(model, inputs)
@@ -430,7 +475,6 @@ class Trainer:
                 logits_parts.append(_to_numpy(logits))  # off the device batch by batch
                 if len(labels) == len(self._label_names):
                     label_parts.append([torch.as_tensor(label).cpu().numpy().copy() for label in labels])
-        model.train(was_training)
         own = (logits_parts, label_parts, None if loss_sum is None else float(loss_sum))
         shards = [own] if world == 1 else dist.gather_to_all(own)
         logits_parts = [part for shard in shards for part in shard[0]]
@@ -506,6 +550,15 @@ class Trainer:
     def _print(self, message: str) -> None:
         if dist.is_main():
             print(message, flush=True)
+
+
+@contextmanager
+def _restore_mode(model: torch.nn.Module, training: bool) -> Iterator[None]:
+    """The model back in the mode it had, however the loop ends (an interrupted predict included)."""
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 def _recipe(state: TrainerState, accumulation: int) -> dict[str, int]:

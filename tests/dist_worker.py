@@ -6,6 +6,8 @@
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqtune import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from seqtune import SeqtuneError, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 from seqtune import distributed as dist  # noqa: E402
 from tests.conftest import tiny_bert, toy_rows  # noqa: E402
 
@@ -24,6 +26,7 @@ parser.add_argument("--accumulation", type=int, default=1)
 parser.add_argument("--resume", action="store_true")
 parser.add_argument("--fail-at-step", type=int, default=-1)
 parser.add_argument("--fail-rank", type=int, default=1)
+parser.add_argument("--sigterm-at-step", type=int, default=-1, help="this rank sends itself SIGTERM then")
 parser.add_argument("--predict-only", action="store_true")
 parser.add_argument("--fsdp", action="store_true")
 options = parser.parse_args()
@@ -33,6 +36,8 @@ class FailAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == options.fail_at_step and dist.rank() == options.fail_rank:
             raise RuntimeError(f"injected failure on rank {dist.rank()} at step {state.global_step}")
+        if state.global_step == options.sigterm_at_step and dist.rank() == options.fail_rank:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def accuracy(eval_pred):
@@ -48,7 +53,11 @@ args = TrainingArguments(options.output_dir, max_steps=options.max_steps, per_de
 model = tiny_bert(vocab_size=64, seed=11, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 trainer = Trainer(model, args, train_dataset=toy_rows(64, seed=1), compute_metrics=accuracy, callbacks=[FailAt()])
 if not options.predict_only:
-    trainer.train(resume_from_checkpoint=True if options.resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=True if options.resume else None)
+    except SeqtuneError as err:
+        print(f"rank {dist.rank()}: seqtune: {err}", flush=True)
+        sys.exit(err.exit_code)
 output = trainer.predict(toy_rows(37, seed=2))
 out = Path(options.output_dir)
 out.mkdir(parents=True, exist_ok=True)

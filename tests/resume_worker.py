@@ -2,8 +2,9 @@
 
     python resume_worker.py OUTPUT_DIR [--kill EVENT:STEP] [--resume] [--seed N]
 
-EVENT is step (after an optimizer step), epoch_end, evaluate (inside the evaluation) or save
-(a checkpoint's files written, not yet renamed into place).
+EVENT is step (after an optimizer step), epoch_end, evaluate (inside the evaluation), save
+(a checkpoint's files written, not yet renamed into place), or sigterm / sigusr1 (the signal sent to
+itself after an optimizer step: the run is asked to stop, not killed).
 """
 
 import argparse
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqtune import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from seqtune import SeqtuneError, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 from seqtune import checkpoint as ckpt  # noqa: E402
 from tests.conftest import tiny_bert, toy_rows  # noqa: E402
 
@@ -40,6 +41,8 @@ class Killer(TrainerCallback):
         Killer.steps_run += 1
         if event == "step" and state.global_step == kill_step:
             die()
+        if event in ("sigterm", "sigusr1") and state.global_step == kill_step:
+            os.kill(os.getpid(), getattr(signal, event.upper()))
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if event == "epoch_end" and state.global_step == kill_step:
@@ -71,6 +74,10 @@ args = TrainingArguments(options.output_dir, num_train_epochs=3, per_device_trai
                          save_strategy="steps", save_steps=3, disable_tqdm=True, seed=7)
 trainer = Trainer(tiny_bert(vocab_size=64, seed=3), args, train_dataset=toy_rows(60, seed=1),
                   eval_dataset=toy_rows(20, seed=2), compute_metrics=compute_metrics, callbacks=[Killer()])
-trainer.train(resume_from_checkpoint=True if options.resume else None)
+try:
+    trainer.train(resume_from_checkpoint=True if options.resume else None)
+except SeqtuneError as err:  # as the command line does: one line, the error's exit code
+    print(f"seqtune: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
 trainer.save_model(str(Path(options.output_dir) / "final"))
 Path(options.output_dir, "steps_run.json").write_text(json.dumps(Killer.steps_run))

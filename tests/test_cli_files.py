@@ -153,6 +153,14 @@ def test_headerless_tsv_of_long_texts_and_string_labels_trains_on_every_row(tmp_
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["train"]["rows"] == 60 and run["label_names"] == ["Business", "Science", "Sports"]
     assert json.loads((out / "seqtune.json").read_text())["text_columns"] == [0]
+    # Files to label are read as the training files were: a short first text is a row, not a header.
+    (tmp_path / "new.tsv").write_text("nice\nthe coach was sacked\nwater on the moon\n")
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.tsv"), "--output",
+                 str(tmp_path / "p.csv"), "--quiet"]) == 0
+    assert pd.read_csv(tmp_path / "p.csv")["0"].tolist() == ["nice", "the coach was sacked", "water on the moon"]
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.tsv"), "--output",
+                 str(tmp_path / "q.csv"), "--quiet", "--header"]) == 0
+    assert len(pd.read_csv(tmp_path / "q.csv")) == 2  # --header: the user's word wins
 
 
 def test_without_matplotlib_the_run_finishes_with_a_note(tmp_path, tiny_model_dir, capsys, monkeypatch):
@@ -186,3 +194,64 @@ def test_predict_and_evaluate_leave_no_temporary_folder(trained, tmp_path, monke
                  str(tmp_path / "p.csv"), "--quiet"]) == 0
     assert main(["evaluate", "--model", str(out), "--data", str(folder / "dev.csv"), "--quiet"]) == 0
     assert list(scratch.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("target, message", [("folder.csv", "is a folder; name a file"),
+                                             ("dev.csv/p.csv", "is a file, not a folder")])
+def test_an_unusable_output_is_refused_before_any_inference(trained, target, message, capsys, monkeypatch):
+    import seqtune.trainer
+
+    folder, out = trained
+    (folder / "folder.csv").mkdir(exist_ok=True)
+    monkeypatch.setattr(seqtune.trainer.Trainer, "predict", lambda *a, **k: pytest.fail("inference ran"))
+    assert main(["predict", "--model", str(out), "--input", str(folder / "dev.csv"), "--output",
+                 str(folder / target), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_sigterm_from_outside_stops_with_a_checkpoint_and_exit_143(tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pd.DataFrame(topic_rows(240, seed=1)).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame(topic_rows(9, seed=2)).to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "seqtune.cli", "train", "--train", str(tmp_path / "a.csv"), "--validation",
+               str(tmp_path / "b.csv"), "--model", str(tiny_model_dir), "--max-steps", "400", "--batch-size", "4",
+               "--logging-steps", "1", "--save-strategy", "no", "--quiet", "--output-dir", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as run:
+        for line in run.stdout:  # the first logged step: the loop is running
+            if line.startswith("loss="):
+                break
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("seqtune: stopped by SIGTERM at step ") and "--resume" in last and "Traceback" not in err
+    step = int(last.split("at step ")[1].split(";")[0])
+    assert (out / f"checkpoint-{step}" / "trainer_state.json").is_file() and step < 400
+    assert main(["train", "--train", str(tmp_path / "a.csv"), "--validation", str(tmp_path / "b.csv"),
+                 "--model", str(tiny_model_dir), "--max-steps", "400", "--batch-size", "4", "--logging-steps",
+                 "100", "--save-strategy", "no", "--quiet", "--output-dir", str(out), "--resume"]) == 0
+    assert json.loads((out / "all_results.json").read_text())["train_runtime"] > 0
+
+
+def test_a_failed_write_leaves_the_old_predictions_whole(trained, tmp_path, monkeypatch, capsys):
+    folder, out = trained
+    target = tmp_path / "predicted.csv"
+    target.write_text("yesterday's predictions\n")
+
+    def out_of_disk(self, path, *args, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("text,predicted_label\nhalf a ro")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", out_of_disk)
+    assert main(["predict", "--model", str(out), "--input", str(folder / "dev.csv"), "--output", str(target),
+                 "--quiet"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert target.read_text() == "yesterday's predictions\n" and sorted(tmp_path.iterdir()) == [target]

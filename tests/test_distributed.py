@@ -89,6 +89,16 @@ def test_a_failing_rank_stops_the_job_with_its_error(tmp_path):
     assert "injected failure on rank 1 at step 3" in result.stdout + result.stderr
 
 
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    result = launch(2, tmp_path, "--sigterm-at-step", "3", "--fail-rank", "1", timeout=180, dist_timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert f"rank {rank}: seqtune: stopped by SIGTERM at step 3;" in output, output[-3000:]
+    assert (tmp_path / "checkpoint-3" / "trainer_state.json").is_file()
+    assert "[rank0]:" not in output and "[rank1]:" not in output  # no rank's traceback (torchrun's own stays)
+
+
 def test_fsdp2_matches_ddp_saves_shards_and_resumes(two_process_run, tmp_path):
     from transformers import AutoModelForSequenceClassification
 

@@ -51,6 +51,44 @@ def test_killed_at_every_kind_of_point_resumes_bit_for_bit(tmp_path):
     assert not list(run.glob(".tmp-*"))
 
 
+@pytest.mark.parametrize("name", ["sigterm", "sigusr1"])
+def test_a_stop_signal_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path, name):
+    reference = tmp_path / "uninterrupted"
+    assert work(reference).returncode == 0
+    run = tmp_path / "stopped"
+    stopped = work(run, "--kill", f"{name}:7")  # between scheduled checkpoints (6 and 9)
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert f"stopped by {name.upper()} at step 7; " in stopped.stderr and "--resume" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert ckpt.list_checkpoints(run)[-1].name == "checkpoint-7"
+    assert work(run, "--resume").returncode == 0
+    ours, theirs = load_file(str(run / "final" / "model.safetensors")), load_file(
+        str(reference / "final" / "model.safetensors"))
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert losses(run) == losses(reference)
+
+
+def test_ctrl_c_says_whether_there_is_anything_to_resume(tmp_path):
+    from seqtune import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def __init__(self, at):
+            self.at = at
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == self.at:
+                raise KeyboardInterrupt
+
+    for at, message in ((1, "stopped by Ctrl-C at step 1; no checkpoint was written yet, so there is nothing"),
+                        (5, "stopped by Ctrl-C at step 5; " + str(tmp_path / "checkpoint-4") + " holds step 4")):
+        trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, max_steps=8), train_dataset=toy_rows(80),
+                          callbacks=[CtrlC(at)])
+        with pytest.raises(KeyboardInterrupt) as caught:  # still a KeyboardInterrupt to code that catches one
+            trainer.train()
+        assert isinstance(caught.value, SeqtuneError) and message in str(caught.value)
+        assert caught.value.exit_code == 130
+
+
 def test_resume_with_another_recipe_says_what_differs(tmp_path):
     assert work(tmp_path, "--kill", "step:4").returncode == -signal.SIGKILL
     result = work(tmp_path, "--resume", "--batch-size", "4")
@@ -155,3 +193,14 @@ def test_evaluation_keeps_nothing_per_batch(tmp_path):
     output = trainer.predict(toy_rows(200))
     assert output.predictions.shape == (200, 2)
     assert len(live) == 50 and max(live[5:]) == min(live[5:])
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    """max_steps ends mid-epoch: the last checkpoint is not at an epoch's end, and nothing is left to do."""
+    args = _args(tmp_path, max_steps=11, save_steps=4)
+    Trainer(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(80)).train()
+    assert ckpt.list_checkpoints(tmp_path)[-1].name == "checkpoint-11"
+    again = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, max_steps=11, save_steps=4),
+                    train_dataset=toy_rows(80))
+    output = again.train(resume_from_checkpoint=True)
+    assert output.global_step == 11 and ckpt.list_checkpoints(tmp_path)[-1].name == "checkpoint-11"

@@ -242,3 +242,22 @@ def test_dataloader_drop_last_leaves_out_the_short_batch(tmp_path):
     with pytest.raises(SeqtuneError, match="fewer than one batch"):
         Trainer(tiny_bert(vocab_size=64), _args(tmp_path, dataloader_drop_last=True),
                 train_dataset=toy_rows(5)).train()
+
+
+def test_a_label_name_the_batches_lack_is_said(tmp_path):
+    trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, label_names=["extra"]))
+    with pytest.raises(SeqtuneError, match="label_names names 'extra', which the batches do not hold"):
+        trainer.predict(toy_rows(4))
+    unlabelled = [{k: v for k, v in row.items() if k != "label"} for row in toy_rows(4)]
+    assert trainer.predict(unlabelled).label_ids is None  # nothing labelled at all: no labels, no error
+
+
+def test_an_interrupted_predict_leaves_the_model_in_its_mode(tmp_path):
+    def interrupt(logits, labels):
+        raise KeyboardInterrupt
+
+    model = tiny_bert(vocab_size=64).train()
+    trainer = Trainer(model, _args(tmp_path), preprocess_logits_for_metrics=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.predict(toy_rows(4))
+    assert model.training

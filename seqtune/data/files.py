@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +59,10 @@ def file_format(path: str | Path, override: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def read_table(path: str | Path, fmt: str | None = None, header: bool | None = None) -> pd.DataFrame:
-    """One file as a DataFrame of its columns (unnamed columns are called 0, 1, ...)."""
+def read_table(path: str | Path, fmt: str | None = None, header: bool | None = None,
+               expected_columns: list | None = None) -> pd.DataFrame:
+    """One file as a DataFrame of its columns (unnamed columns are called 0, 1, ...). `expected_columns`:
+    names a header would hold (a trained model's text columns), a hint for telling a header from data."""
     import pandas as pd
 
     path = Path(path)
@@ -90,7 +93,7 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
         return frame
     sep = "\t" if kind == "tsv" else ","
     if header is None:
-        header = _has_header(text, sep)
+        header = _has_header(text, sep, expected=frozenset(c for c in expected_columns or [] if isinstance(c, str)))
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
                             keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
@@ -101,16 +104,23 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
     return frame
 
 
-def _has_header(text: str, sep: str, rows: int = 1000) -> bool:
-    """A header row names columns: known names, or short labels unlike the rows under it."""
+def _has_header(text: str, sep: str, rows: int = 1000, expected: frozenset[str] = frozenset()) -> bool:
+    """A header row names columns; a data row repeats the values under it. In order: a first-row cell that
+    recurs lower in its column (a label such as `Business`, or `y`) or is a number is data; a cell above a column of a
+    few repeated labels that is not one of them names that column (`polarity` over pos/neg); then known
+    names (`text`, `label`, or `expected`, the columns a model was trained on) make a header, while
+    sentences and numbers make data; csv.Sniffer decides the rest."""
     table = _first_rows(text, sep, rows)
     first = [c.strip() for c in (table[0] if table else [])]
-    if {c.lower() for c in first} & KNOWN_NAMES:
-        return True
     below = [[row[i].strip() for row in table[1:] if i < len(row) and row[i].strip()] for i in range(len(first))]
-    # A column name is a short identifier that names its column once; Sniffer alone mistakes a first row of
-    # sentences over short string labels for a header, and the first training row is silently lost.
-    if any(c and (c in set(values) or _reads_as_data(c)) for c, values in zip(first, below, strict=True)):
+    if any(c and (c in set(values) or NUMBER.fullmatch(c)) for c, values in zip(first, below, strict=True)):
+        return False  # a value seen again below, or a bare number: never a column name
+    for cell, values in zip(first, below, strict=True):
+        if cell and len(values) >= 4 and len(set(values)) <= max(2, len(values) // 2):  # a label column
+            return True
+    if expected and expected <= set(first) or {c.lower() for c in first} & KNOWN_NAMES:
+        return True
+    if any(c and _reads_as_data(c) for c in first):
         return False
     # Short names over a column of sentences or numbers: Sniffer misses this when lengths vary (news texts).
     if any(values and sum(map(_reads_as_data, values)) > len(values) / 2 for values in below):
@@ -152,6 +162,9 @@ def infer_task(frame: pd.DataFrame, text_columns: list[str] | None = None, label
         texts = _guess_texts(frame, label, where)
     if len(texts) > 2:
         raise SeqtuneError(f"{where}: {len(texts)} text columns given; seqtune takes one text or a pair")
+    if label is not None and label in texts:
+        raise SeqtuneError(f"{where}: column {label!r} is given as both a text and the label; a model that "
+                           "reads its answer learns nothing")
     if label is None:
         return TextTask(texts, None, task_type or "classification")
     values = frame[label]
@@ -199,6 +212,8 @@ def _guess_texts(frame: pd.DataFrame, label: Any, where: str) -> list:
     for name in TEXT_SINGLES:
         if name in by_lower:
             return [by_lower[name]]
+    if len(frame.columns) == 1 and label is None:  # a file of texts alone (to label): its one column
+        return [frame.columns[0]]
     from pandas.api.types import is_numeric_dtype
 
     textual = [c for c in frame.columns if c != label and not is_numeric_dtype(frame[c])
@@ -284,10 +299,16 @@ def stratified_split(frame: pd.DataFrame, task: TextTask, fraction: float,
 
     if not 0 < fraction < 1:
         raise SeqtuneError(f"--validation-split must be between 0 and 1, got {fraction}")
+    held = math.ceil(fraction * len(frame))  # as scikit-learn rounds
+    if held < 1 or len(frame) - held < 1:
+        raise SeqtuneError(f"--validation-split {fraction} of {len(frame)} rows leaves no row for "
+                           f"{'validation' if held < 1 else 'training'}; pass --validation FILE or more data")
     stratify = None
     if task.task_type == "classification" and task.label_column is not None:
         keys = frame[task.label_column].map(_label_key)
-        if keys.value_counts().min() >= 2:
+        classes = keys.nunique()
+        # Stratifying needs a row of every class on both sides; otherwise a plain seeded split.
+        if keys.value_counts().min() >= 2 and held >= classes and len(frame) - held >= classes:
             stratify = keys
     train, validation = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
     return train.reset_index(drop=True), validation.reset_index(drop=True)

@@ -176,3 +176,45 @@ def test_explicit_header_argument_wins(tmp_path):
     assert len(read_table(path, header=False)) == 9
     assert list(read_table(_write_plain(tmp_path / "n.tsv", _news_rows(8), "\t"), header=True).columns) == \
         list(_news_rows(1)[0])
+
+
+@pytest.mark.parametrize("first, expected", [
+    ("Text of the review\tpolarity", True),  # a long name over a column of a few labels it is not one of
+    ("a really quite dull plot and poor acting throughout\ty", False),  # 'y' is a label name, and recurs below
+    ("label\tlabel", True),
+])
+def test_header_told_by_the_label_column_under_it(tmp_path, first, expected):
+    rows = [(f"{'great fun' if i % 2 else 'dull and slow'} film number {i}", "y" if i % 2 else "n")
+            for i in range(12)]
+    path = tmp_path / "d.tsv"
+    path.write_text(first + "\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    frame = read_table(path)
+    assert len(frame) == 12 + (not expected)
+
+
+def test_a_trained_models_columns_tell_its_input_files_header(tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text("comment\nnice\ngreat film\n")
+    assert len(read_table(path, expected_columns=["comment"])) == 2
+    assert list(read_table(path, expected_columns=["comment"]).columns) == ["comment"]
+
+
+def test_the_same_column_as_text_and_label_is_refused(tmp_path):
+    path = _write_plain(tmp_path / "n.tsv", _news_rows(8), "\t")
+    with pytest.raises(SeqtuneError, match="column 1 is given as both a text and the label"):
+        infer_task(read_table(path), text_columns=["1"], label_column="1")
+
+
+@pytest.mark.parametrize("rows, fraction, message", [
+    (1, 0.5, "leaves no row for training"),
+    (20, 0.01, None),  # 1 row held out from 3 classes: a plain seeded split, not a traceback
+    (20, 0.1, None),
+])
+def test_validation_split_too_small_for_the_classes(tmp_path, rows, fraction, message):
+    path = _write(tmp_path / "d.csv", topic_rows(rows), "csv")
+    if message:
+        with pytest.raises(SeqtuneError, match=message):
+            load_files(path, validation_split=fraction)
+    else:
+        splits, _ = load_files(path, validation_split=fraction)
+        assert len(splits["train"]) + len(splits["validation"]) == rows
