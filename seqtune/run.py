@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,24 +67,23 @@ def run_train(options: argparse.Namespace) -> int:
         raise SeqtuneError("nothing to train on: pass --task glue/<task> or --train FILE")
     recipe = (glue_recipe(options.task, options.data_dir, options.max_length) if options.task
               else file_recipe(options))
-    spec = recipe.spec
-    output_dir = Path(options.output_dir or f"runs/{spec.name.replace('/', '-')}")
-    check_output_dir(output_dir, options.overwrite_output_dir, options.resume)
+    output_dir = Path(options.output_dir or f"runs/{recipe.spec.name.replace('/', '-')}")
+    from .outdir import check_output_dir, hold
 
+    with hold(output_dir):  # a second run into the same folder is refused while this one lives
+        check_output_dir(output_dir, options.overwrite_output_dir, options.resume)
+        return _train(options, recipe, output_dir)
+
+
+def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int:
     from .args import TrainingArguments
     from .distributed import is_main
     from .models import load_model_and_tokenizer
+    from .outdir import clear_old_run
     from .report import MetricsLogCallback
     from .trainer import Trainer, set_seed
 
-    labels = spec.label_names
-    config = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
-    if spec.task_type == "regression":
-        config["problem_type"] = "regression"
-    config["ignore_mismatched_sizes"] = True  # a classifier head of another size is replaced, not an error
-    set_seed(options.seed)  # the new classifier head is drawn now: the same seed gives the same run
-    model, tokenizer = load_model_and_tokenizer(options.model, len(labels) or 1, **config)
-    tokenized = spec.tokenize(recipe.splits, tokenizer)
+    # The options first (a typo costs nothing), then the model and the data.
     args = TrainingArguments(
         str(output_dir), overwrite_output_dir=options.overwrite_output_dir, eval_strategy="epoch",
         save_strategy=options.save_strategy, save_total_limit=options.save_total_limit,
@@ -98,10 +95,25 @@ def run_train(options: argparse.Namespace) -> int:
         bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
         logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to,
         fsdp=options.fsdp, keep_model_dtype=options.keep_model_dtype)
+    spec = recipe.spec
+    labels = spec.label_names
+    config = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
+    if spec.task_type == "regression":
+        config["problem_type"] = "regression"
+    config["ignore_mismatched_sizes"] = True  # a classifier head of another size is replaced, not an error
+    set_seed(options.seed)  # the new classifier head is drawn now: the same seed gives the same run
+    model, tokenizer = load_model_and_tokenizer(options.model, len(labels) or 1, **config)
+    if options.quiet:
+        import datasets
+
+        datasets.disable_progress_bars()
+    tokenized = spec.tokenize(recipe.splits, tokenizer)
     metrics_log = MetricsLogCallback(output_dir)
     validation = tokenized[recipe.validation]
     trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=validation,
                       processing_class=tokenizer, compute_metrics=spec.compute_metrics(), callbacks=[metrics_log])
+    if options.overwrite_output_dir and not options.resume:
+        clear_old_run(output_dir)  # last: options, data and model have all been checked
     result = trainer.train(resume_from_checkpoint=options.resume)
     trainer.save_model(str(output_dir))  # every process calls the collectives below; rank 0 writes
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
@@ -142,21 +154,3 @@ def _write_report(output_dir: Path, trainer: Any, spec: TaskSpec, tokenized: Any
         run["confusion"] = confusion(validation_output.label_ids.tolist(), predicted, len(spec.label_names))
     (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
     rebuild_report(output_dir)
-
-
-def check_output_dir(output_dir: Path, overwrite: bool, resume: Any) -> None:
-    """Refuse a file, or another run's checkpoints, unless asked to overwrite or resume."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise SeqtuneError(f"--output-dir {output_dir} is a file; choose a folder")
-    found = sorted(output_dir.glob("checkpoint-*")) if output_dir.is_dir() else []
-    if found and not resume:
-        if not overwrite:
-            raise SeqtuneError(
-                f"--output-dir {output_dir} already holds checkpoints ({', '.join(p.name for p in found[:3])}) "
-                "from another run; pass --resume to continue it, --overwrite-output-dir to replace it, "
-                "or another folder")
-        for old in found:
-            shutil.rmtree(old)
-    existing = next(p for p in (output_dir, *output_dir.parents, Path(".")) if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise SeqtuneError(f"--output-dir {output_dir} is not writable ({existing})")
