@@ -1,13 +1,21 @@
-"""Checkpoints: written whole into a temporary folder, then renamed into place; loaded without pickles."""
+"""Checkpoints: written whole into a temporary folder, then renamed into place; loaded without pickles.
+
+Each one holds `checksums.json`, the SHA-256 and size of every file in it, so that a file truncated or
+changed after it was written is noticed before it is loaded (a damaged checkpoint is never resumed).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ SCHEDULER_FILE = "scheduler.pt"
 SCALER_FILE = "scaler.pt"
 RNG_FILE = "rng_state.pth"
 SHARDED_DIR = "sharded"  # FSDP2: model and optimizer shards written by torch.distributed.checkpoint
+MANIFEST_FILE = "checksums.json"  # {"algorithm", "files": {relative path: {"size", "sha256"}}, "files_sha256"}
 
 
 def save_model_files(model: torch.nn.Module, folder: Path, tokenizer: Any = None,
@@ -93,6 +102,7 @@ def save_checkpoint(output_dir: Path, step: int, *, model: torch.nn.Module, toke
         torch.save(rng, staging / RNG_FILE)
         (staging / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str))
         (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=2, default=float))
+        write_manifest(staging)  # last: it describes every file above
         _fsync_tree(staging)
         if final.exists():  # a re-save of the same step: move the old one aside first
             old = output_dir / f".old-{PREFIX}{step}-{os.getpid()}"
@@ -140,21 +150,154 @@ def remove_stale_staging(output_dir: Path) -> None:
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest step first (temporary folders and partial ones are ignored)."""
+    """Intact checkpoints, oldest step first (temporary, partial and damaged ones are left out).
+
+    All are checked for their files and sizes; the newest are also hashed until one passes, so the
+    last one (what a resume takes) is verified byte for byte at the cost of hashing about one checkpoint.
+    """
+    intact: list[Path] = []
+    for path in reversed(_checkpoint_folders(output_dir)):
+        if damage(path, hashes=not intact) is None:
+            intact.append(path)
+    return intact[::-1]
+
+
+def _checkpoint_folders(output_dir: Path) -> list[Path]:
+    """Every `checkpoint-<step>` folder, intact or not, oldest step first."""
     if not output_dir.is_dir():
         return []
     found = []
     for path in output_dir.iterdir():
         match = re.fullmatch(rf"{PREFIX}(\d+)", path.name)
-        if match and is_complete(path):
+        if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
 
 
 def is_complete(folder: Path) -> bool:
-    """Weights, trainer state, and the optimizer state (whole, or as FSDP2 shards)."""
+    """Weights, trainer state, and the optimizer state (whole, or as FSDP2 shards) are present."""
     return (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file() and (
         (folder / OPTIMIZER_FILE).is_file() or (folder / SHARDED_DIR / ".metadata").is_file())
+
+
+def is_intact(folder: Path, hashes: bool = True) -> bool:
+    """Complete, and every file as it was written (sizes, and with `hashes` the SHA-256 too)."""
+    return damage(folder, hashes) is None
+
+
+# ---- checksums -------------------------------------------------------------------------------
+# Digests already computed in this process, by file identity: a file written or changed since has
+# another size, mtime or ctime (ctime cannot be set back), so only unchanged files hit the cache.
+_digests: dict[tuple[int, ...], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    info = path.stat()
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    if key not in _digests:
+        digest = hashlib.sha256()  # SHA-NI makes it faster than blake2b: ~1.3 GB/s on one core
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        _digests[key] = digest.hexdigest()
+    return _digests[key]
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file under `folder` (the manifest itself excepted)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name != MANIFEST_FILE:
+            files[name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    manifest = {"algorithm": "sha256", "files": files, "files_sha256": _files_digest(files)}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def _files_digest(files: dict[str, Any]) -> str:
+    # The manifest's own checksum: a changed manifest is said as such, not blamed on a file it lists.
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """The manifest's files (None: there is none, an older seqtune wrote the checkpoint); ValueError: torn."""
+    path = folder / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        if manifest["files_sha256"] == _files_digest(files):
+            return files
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    raise ValueError(f"{MANIFEST_FILE} is unreadable (torn or changed after it was written)")
+
+
+def damage(folder: Path, hashes: bool = True, only: str | None = None) -> str | None:
+    """What is wrong with checkpoint `folder` (a few words naming the file), or None if it is intact.
+
+    Without `hashes` only presence and sizes are checked (a stat per file). A checkpoint without a
+    manifest (from an older seqtune) passes when its files are present. `only`: check that file alone.
+    """
+    try:
+        files = _manifest(folder)
+    except ValueError as err:
+        return str(err)
+    needed = [MODEL_FILE, STATE_FILE, SCHEDULER_FILE, RNG_FILE]
+    needed.append(OPTIMIZER_FILE if not (folder / SHARDED_DIR).is_dir() else f"{SHARDED_DIR}/.metadata")
+    if only is not None:
+        needed = [only] if only in needed else []
+        files = {only: files[only]} if files and only in files else {}
+    for name in needed:
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    for name, entry in (files or {}).items():
+        try:
+            size = (folder / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != entry["size"]:
+            return (f"{name} has {size:,} bytes, not the {entry['size']:,} it was written with "
+                    "(truncated or changed after it was written)")
+    for name, entry in (files or {}).items() if hashes else ():
+        if _sha256(folder / name) != entry["sha256"]:
+            return f"{name} does not match its checksum (changed after it was written)"
+    return None
+
+
+def damaged_error(folder: Path, what: str) -> SeqtuneError:
+    """One sentence: which checkpoint, which file, what is wrong, and what to resume from instead."""
+    others = [p for p in list_checkpoints(folder.parent) if p.resolve() != folder.resolve()]
+    instead = (f"resume from {others[-1]} instead, or start again" if others
+               else "no intact checkpoint is left beside it, so start again")
+    return SeqtuneError(f"checkpoint {folder} is damaged: {what}; {instead}")
+
+
+def check_intact(folder: Path, only: str | None = None) -> None:
+    """Raise the one-sentence SeqtuneError if `folder` (or its file `only`) is damaged; hashes included."""
+    what = damage(folder, hashes=True, only=only)
+    if what is not None:
+        raise damaged_error(folder, what)
+
+
+def resume_checkpoint(output_dir: Path, resume: bool | str, say: Callable[[str], None] = print) -> Path:
+    """The checkpoint a resume continues: the newest intact one in `output_dir` (damaged newer ones are
+    said and skipped), or the folder named, verified; a damaged one is a SeqtuneError naming the file."""
+    if resume is True:
+        every, intact = _checkpoint_folders(output_dir), list_checkpoints(output_dir)
+        if not every:
+            raise SeqtuneError(f"resume: no complete checkpoint in {output_dir}")
+        if not intact:
+            raise damaged_error(every[-1], damage(every[-1]) or "it changed while it was read")
+        for path in every[every.index(intact[-1]) + 1:]:
+            say(f"seqtune: skipping {path}: {damage(path)}")
+        return intact[-1]
+    folder = Path(resume)
+    if not folder.is_dir() or not any((folder / n).exists() for n in (MANIFEST_FILE, STATE_FILE, MODEL_FILE)):
+        raise SeqtuneError(f"resume: {folder} is not a complete seqtune checkpoint")
+    check_intact(folder)
+    return folder
 
 
 def rotate_checkpoints(output_dir: Path, limit: int | None, keep: tuple[str | None, ...] = ()) -> None:
@@ -198,6 +341,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _read(folder: Path, name: str, load: Callable[[Path], Any]) -> dict[str, Any]:
+    """`load(folder/name)`, a dict, or the one-sentence damage error (a checkpoint without a manifest, or
+    one that changed since it was verified, can still hold bytes that do not decode)."""
+    path = folder / name
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            value = load(path)
+    except Exception as err:  # damaged bytes fail in every decoder's own way (RuntimeError, KeyError, ...)
+        raise damaged_error(folder, f"{name} {_why(path, err)}") from None
+    if not isinstance(value, dict):
+        raise damaged_error(folder, f"{name} holds a {type(value).__name__}, not what seqtune writes there")
+    return value
+
+
+def _why(path: Path, err: Exception) -> str:
+    if path.is_file() and path.stat().st_size == 0:
+        return "is empty"
+    if isinstance(err, pickle.UnpicklingError):
+        return "holds a pickle, not plain tensors (refused unread: loading it could run code)"
+    detail = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]  # torch adds advice
+    return f"cannot be read ({detail[:120]})"
+
+
 def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load `model.safetensors` into `model`; keys missing only because weights are tied are fine."""
     from safetensors.torch import load_file
@@ -205,7 +372,8 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
     path = folder / MODEL_FILE
     if not path.is_file():
         raise SeqtuneError(f"{folder} holds no {MODEL_FILE}; it is not a seqtune checkpoint")
-    weights = load_file(str(path))
+    check_intact(folder, only=MODEL_FILE)  # cached: free when the checkpoint was just written or verified
+    weights = _read(folder, MODEL_FILE, lambda p: load_file(str(p)))
     own = model.state_dict()
     mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
     unexpected = [k for k in weights if k not in own]
@@ -223,13 +391,27 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
 
 
 def load_training_state(folder: Path) -> dict[str, Any]:
-    """Optimizer, scheduler, scaler and random states, read with weights_only=True (no code runs)."""
+    """Optimizer, scheduler, scaler and random states, read with weights_only=True (no code runs),
+    after the checkpoint is verified against its manifest; any damage is one SeqtuneError sentence."""
+    from .state import TrainerState
+
+    check_intact(folder)  # cached: free after list_checkpoints verified it
     out: dict[str, Any] = {}
     for key, name in (("optimizer", OPTIMIZER_FILE), ("scheduler", SCHEDULER_FILE),
                       ("scaler", SCALER_FILE), ("rng", RNG_FILE)):
-        path = folder / name
-        out[key] = torch.load(path, weights_only=True, map_location="cpu") if path.is_file() else None
-    out["state"] = json.loads((folder / STATE_FILE).read_text())
+        out[key] = None
+        if (folder / name).is_file():
+            out[key] = _read(folder, name, lambda p: torch.load(p, weights_only=True, map_location="cpu"))
+    # What the Trainer indexes, so that a file that decodes to something else is said here, not there.
+    shapes = (("optimizer", OPTIMIZER_FILE, ("state", "param_groups")), ("rng", RNG_FILE, ("python", "numpy", "cpu")))
+    for key, name, keys in shapes:
+        if out[key] is not None and not all(k in out[key] for k in keys):
+            raise damaged_error(folder, f"{name} lacks {next(k for k in keys if k not in out[key])!r}")
+    state = out["state"] = _read(folder, STATE_FILE, lambda p: json.loads(p.read_text()))
+    unknown = set(state) - {f.name for f in dataclasses.fields(TrainerState)}
+    if unknown or not isinstance(state.get("global_step"), int):
+        raise damaged_error(folder, f"{STATE_FILE} is not a trainer state "
+                            f"({f'it has {sorted(unknown)[0]!r}' if unknown else 'no global_step'})")
     args_path = folder / ARGS_FILE
-    out["args"] = json.loads(args_path.read_text()) if args_path.is_file() else {}
+    out["args"] = _read(folder, ARGS_FILE, lambda p: json.loads(p.read_text())) if args_path.is_file() else {}
     return out

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import replacing
 from .errors import SeqtuneError
 from .task import TaskSpec
 
@@ -83,20 +84,15 @@ def run_predict(options: argparse.Namespace) -> int:
                 result[f"probability_{name}"] = probabilities[:, i]
     output.parent.mkdir(parents=True, exist_ok=True)
     # Written beside, then renamed into place: killed or out of disk half-way, the old file stays whole.
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
     try:
-        if output.suffix.lower() == ".jsonl":
-            result.to_json(partial, orient="records", lines=True, force_ascii=False)
-        else:
-            result.to_csv(partial, sep="\t" if output.suffix.lower() == ".tsv" else ",", index=False)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, output)
+        with replacing(output) as partial:
+            if output.suffix.lower() == ".jsonl":
+                result.to_json(partial, orient="records", lines=True, force_ascii=False)
+            else:
+                result.to_csv(partial, sep="\t" if output.suffix.lower() == ".tsv" else ",", index=False)
     except OSError as err:
         raise SeqtuneError(f"--output {output}: could not write the predictions ({err.strerror or err}); "
                            "any earlier file there is untouched") from None
-    finally:
-        partial.unlink(missing_ok=True)
     print(f"seqtune: wrote {len(result):,} predictions to {output}")
     return 0
 

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .atomic import replacing, write_text
 from .callbacks import TrainerCallback
 from .distributed import is_main
 from .errors import SeqtuneError
@@ -105,7 +106,8 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> list[tuple[str, st
             axis.legend(loc="best", fontsize=8)
     figure.suptitle("seqtune run (dotted lines: epoch ends)")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=110, format="png")
     plt.close(figure)
     return [(a.get_title(), a.get_xlabel(), a.get_ylabel()) for a in (loss_ax, lr_ax, eval_ax)]
 
@@ -129,8 +131,8 @@ def rebuild_report(output_dir: Path) -> int:
     except ImportError:  # the report is still written; the model and metrics are already saved
         print("seqtune: note: training_curves.png not drawn: matplotlib is not installed (pip install matplotlib)")
         plotted = False
-    (output_dir / "report.md").write_text(render_report(records, run, plotted))
-    (output_dir / "README.md").write_text(render_model_card(run))
+    write_text(output_dir / "report.md", render_report(records, run, plotted))
+    write_text(output_dir / "README.md", render_model_card(run))
     print(f"seqtune: wrote {output_dir / 'report.md'}{', ' + CURVES_FILE if plotted else ''} and the model "
           "card README.md")
     return 0

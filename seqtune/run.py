@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text
 from .errors import SeqtuneError
 from .task import TaskSpec, metric_for
 
@@ -125,7 +126,7 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
         return 0
     # The model and its results first: a report that cannot be drawn loses nothing.
     spec.save(output_dir)
-    (output_dir / "all_results.json").write_text(json.dumps({**result.metrics, **final}, indent=2))
+    write_text(output_dir / "all_results.json", json.dumps({**result.metrics, **final}, indent=2))
     shown = "  ".join(f"{k.removeprefix('eval_')}={v:.4f}" for k, v in final.items()
                       if k.removeprefix("eval_") in ("accuracy", "f1", "macro_f1", "matthews_correlation",
                                                      "pearson", "spearmanr"))
@@ -152,5 +153,5 @@ def _write_report(output_dir: Path, trainer: Any, spec: TaskSpec, tokenized: Any
     if validation_output is not None:
         predicted = validation_output.predictions.argmax(-1).tolist()
         run["confusion"] = confusion(validation_output.label_ids.tolist(), predicted, len(spec.label_names))
-    (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    write_text(output_dir / RUN_FILE, json.dumps(run, indent=2, default=str))
     rebuild_report(output_dir)

@@ -69,7 +69,9 @@ class TaskSpec:
         return splits.map(tokenize, batched=True, desc="tokenizing")
 
     def save(self, folder: Path) -> None:
-        (Path(folder) / TASK_FILE).write_text(json.dumps(asdict(self), indent=2))
+        from .atomic import write_text
+
+        write_text(Path(folder) / TASK_FILE, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def for_model_folder(cls, folder: Path, config: Any) -> TaskSpec:

@@ -6,9 +6,9 @@ import dataclasses
 import inspect
 import json
 import math
+import os
 import random
-import signal
-import threading
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -21,6 +21,7 @@ import torch
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .args import TrainingArguments
+from .atomic import write_text
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
@@ -34,10 +35,11 @@ from .device import (
     use_tf32,
     work_per_forward,
 )
-from .errors import Interrupted, SeqtuneError, Stopped
+from .errors import SeqtuneError
 from .levers import FastPaths
 from .optim import create_optimizer, create_scheduler
 from .state import Geometry, Tally, TrainerState
+from .stopping import StopRequests
 
 
 class EvalPrediction(NamedTuple):
@@ -119,6 +121,7 @@ class Trainer:
             raise SeqtuneError(f"eval_strategy={self.args.eval_strategy!r} needs an eval_dataset; "
                                "pass one or set eval_strategy='no'")
         self.output_dir = Path(self.args.output_dir)
+        self.stops = StopRequests(self.output_dir, self.device)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise SeqtuneError(f"output_dir {self.output_dir} exists and is a file; choose a folder")
 
@@ -156,7 +159,7 @@ class Trainer:
         tally = self._start_run(plan, len(lengths), resume_dir)
         state, model = self.state, self.model_wrapped
         start_time, start_step = time.perf_counter(), state.global_step
-        with self.fast_paths.loop(training=True) as levers, self._stop_signals():
+        with self.fast_paths.loop(training=True) as levers, self.stops.watching(lambda: state.global_step):
             self._print_header(plan, len(lengths), levers.describe())
             model.train()
             self._fire("on_train_begin")
@@ -194,41 +197,8 @@ class Trainer:
                 self._fire("on_epoch_end")
                 self._log_evaluate_save(tally)
             self._check_finite(tally)
-            if self._stop_signal:
-                self._stopped_by(signal.Signals(self._stop_signal).name, 143)
+            self.stops.stop_if_signalled(state.global_step)
         return self._finish_run(tally, time.perf_counter() - start_time, state.global_step - start_step)
-
-    @contextmanager
-    def _stop_signals(self) -> Iterator[None]:
-        """SIGTERM (schedulers, spot instances) and SIGUSR1 (SLURM's --signal) ask the loop to finish its
-        step, write a checkpoint and stop; Ctrl-C stops at once and says what there is to resume."""
-        self._stop_signal = 0
-        handled = (signal.SIGTERM, signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else (signal.SIGTERM,)
-        previous = {}
-        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
-            for signum in handled:
-                previous[signum] = signal.signal(signum, lambda number, frame: setattr(self, "_stop_signal", number))
-        try:
-            yield
-        except KeyboardInterrupt:
-            self._stopped_by("Ctrl-C", 130, Interrupted)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _stop_agreed(self) -> bool:
-        """Whether any rank was asked to stop; every rank then holds that signal, so all stop together."""
-        if dist.world_size() > 1:
-            self._stop_signal = int(dist.max_across_ranks(torch.tensor(self._stop_signal, device=self.device)))
-        return bool(self._stop_signal)
-
-    def _stopped_by(self, what: str, exit_code: int, kind: type[Stopped] = Stopped) -> None:
-        # Rank 0 wrote the checkpoints; every rank says the same (a collective: all ranks come here).
-        last = dist.gather_to_all(ckpt.list_checkpoints(self.output_dir) if dist.is_main() else [])[0]
-        resume = (f"{last[-1]} holds step {last[-1].name.removeprefix(ckpt.PREFIX)}; resume with "
-                  "`seqtune train ... --resume` (or train(resume_from_checkpoint=True))" if last
-                  else "no checkpoint was written yet, so there is nothing to resume")
-        raise kind(f"stopped by {what} at step {self.state.global_step}; {resume}", exit_code) from None
 
     def _geometry(self, num_examples: int) -> Geometry:
         args = self.args
@@ -307,7 +277,7 @@ class Trainer:
     def _log_evaluate_save(self, tally: Tally) -> None:
         """Act on TrainerControl's flags, in transformers' order (log, evaluate, save), then lower them."""
         control, state = self.control, self.state
-        if self._stop_agreed():  # SIGTERM/SIGUSR1 on any rank: every rank keeps this step, then stops
+        if self.stops.agreed():  # SIGTERM/SIGUSR1 on any rank: every rank keeps this step, then stops
             control.should_save = control.should_training_stop = True
         if control.should_log:
             control.should_log = False
@@ -356,7 +326,7 @@ class Trainer:
             self.save_model()
         if (args.save_strategy != "no" or args.load_best_model_at_end) and dist.is_main():
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / ckpt.STATE_FILE).write_text(json.dumps(dataclasses.asdict(state), indent=2))
+            write_text(self.output_dir / ckpt.STATE_FILE, json.dumps(dataclasses.asdict(state), indent=2))
         self._fire("on_train_end")
         return TrainOutput(state.global_step, train_loss, metrics)
 
@@ -389,15 +359,7 @@ class Trainer:
     def _resume_dir(self, resume: bool | str | None) -> Path | None:
         if not resume:
             return None
-        if resume is True:
-            found = ckpt.list_checkpoints(self.output_dir)
-            if not found:
-                raise SeqtuneError(f"resume: no complete checkpoint in {self.output_dir}")
-            return found[-1]
-        folder = Path(resume)
-        if not ckpt.is_complete(folder):
-            raise SeqtuneError(f"resume: {folder} is not a complete seqtune checkpoint")
-        return folder
+        return ckpt.resume_checkpoint(self.output_dir, resume, self._print)  # the newest intact one
 
     def _load_checkpoint(self, folder: Path, plan: Geometry, scaler: torch.amp.GradScaler) -> None:
         saved = ckpt.load_training_state(folder)
@@ -507,8 +469,15 @@ class Trainer:
             raise SeqtuneError(f"cannot save the model to {folder}: it is a file")
         full_state = dist.full_state_dict(self.model)  # a collective for a sharded model
         if dist.is_main():
-            ckpt.save_model_files(self.model, folder, self.processing_class, full_state)
-            (folder / "training_args.json").write_text(json.dumps(self.args.to_dict(), indent=2, default=str))
+            # Written into a folder beside, then each file renamed over its old self: none is ever torn.
+            staging = folder / f".tmp-model-{os.getpid()}"
+            try:
+                ckpt.save_model_files(self.model, staging, self.processing_class, full_state)
+                write_text(staging / "training_args.json", json.dumps(self.args.to_dict(), indent=2, default=str))
+                for path in sorted(staging.iterdir()):
+                    os.replace(path, folder / path.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         dist.barrier()  # the others wait for the files (and do not exit while rank 0 still writes)
 
     def _load_weights(self, folder: Path) -> None:

@@ -15,6 +15,7 @@ from ..errors import SeqtuneError
 
 if TYPE_CHECKING:
     import datasets
+    import numpy as np
     import pandas as pd
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
@@ -27,6 +28,11 @@ LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "senti
 MAX_CLASSES = 1000
 KNOWN_NAMES = set(TEXT_SINGLES) | set(LABEL_NAMES) | {c for pair in TEXT_PAIRS for c in pair}
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# Label cells that mean "no label": the spellings pandas reads as missing by default (CSV/TSV are read as text,
+# so they arrive as strings), matched after trimming. Case matters, as in pandas: a class `none` stays a class.
+NA_SPELLINGS = frozenset({"", "nan", "NaN", "-nan", "-NaN", "NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NULL",
+                          "null", "None"})
+SHOWN_ROWS = 5  # row numbers quoted in one message
 
 
 @dataclass
@@ -71,7 +77,8 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
     kind = file_format(path, fmt)
     if kind == "parquet":
         try:
-            return pd.read_parquet(path)
+            # A stored pandas index is dropped (predict writes index=False anyway): index i is always data row i + 1.
+            return pd.read_parquet(path).reset_index(drop=True)
         except Exception as err:  # pyarrow raises several types for a non-Parquet file
             raise SeqtuneError(f"{path}: not a Parquet file ({_first_line(err)})") from None
     raw = path.read_bytes()
@@ -197,7 +204,8 @@ def _guess_label(frame: pd.DataFrame, where: str) -> Any:
         if name in by_lower:
             return by_lower[name]
     if all(isinstance(c, int) for c in frame.columns):  # no header: the one short, repetitive column
-        candidates = [c for c in frame.columns if frame[c].nunique() <= max(MAX_CLASSES, 1) and
+        # astype(str): list cells (JSON arrays) are unhashable, and are refused later with their own message
+        candidates = [c for c in frame.columns if frame[c].astype(str).nunique() <= max(MAX_CLASSES, 1) and
                       frame[c].astype(str).str.len().mean() < 12]
         if len(candidates) == 1:
             return candidates[0]
@@ -226,9 +234,14 @@ def _guess_texts(frame: pd.DataFrame, label: Any, where: str) -> list:
 
 
 def _guess_type(values: pd.Series) -> str:
+    """Regression for fractional (or very many distinct) numbers, judged on the labelled rows only: one `nan`
+    or empty cell must not turn a score column into a classifier with a class per value."""
     import pandas as pd
 
-    numbers = pd.to_numeric(values, errors="coerce")
+    present = values[~_missing(values)]
+    if any(_is_list(v) for v in present):
+        return "classification"  # multi-label cells: refused by _check_labels, with their row
+    numbers = pd.to_numeric(present.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
     if numbers.notna().all():
         if (numbers % 1 != 0).any():
             return "regression"
@@ -237,59 +250,133 @@ def _guess_type(values: pd.Series) -> str:
 
 
 def label_names(values: pd.Series, where: str, column: Any) -> list[str]:
-    """Class names in a stable order: numbers numerically, strings alphabetically."""
+    """Class names in a stable order: numbers numerically, strings alphabetically. Built from _label_key, the
+    key to_dataset looks up, so the two always agree (" pos" and "pos" are one class; missing cells none)."""
+    keys = {_label_key(v) for v in values[~_missing(values)]}
+    if all(NUMBER.fullmatch(k) for k in keys):
+        return sorted(keys, key=float)
+    return sorted(keys)
+
+
+def _missing(values: pd.Series) -> np.ndarray:
+    """Which cells hold no label: None/NaN (JSON, Parquet) or an NA spelling or blank (CSV, TSV)."""
+    import numpy as np
+
+    spelled = [isinstance(v, str) and v.strip() in NA_SPELLINGS for v in values]
+    return values.isna().to_numpy(dtype=bool) | np.array(spelled, dtype=bool)
+
+
+def _is_list(value: Any) -> bool:
+    """A multi-label cell: a list/array from JSON or Parquet, or a list written as text in a CSV ("[a, b]")."""
+    import numpy as np
+
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return True
+    return isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]")
+
+
+def _rows(index: pd.Index, mask: np.ndarray) -> list[int]:
+    """1-based rows of the user's file for the cells in `mask`. read_table numbers data rows 0, 1, ... in the
+    index, and splits and drops keep it, so a message names the row in the file, not in a shuffled part."""
+    import numpy as np
+    from pandas.api.types import is_integer_dtype
+
+    positions = np.flatnonzero(mask)
+    if is_integer_dtype(index):
+        return [int(index[p]) + 1 for p in positions]
+    return [int(p) + 1 for p in positions]  # a frame built by hand: its positions
+
+
+def _check_labels(values: pd.Series, where: str) -> None:
+    """Refuse multi-label cells, then cells with no label: training on either is training on garbage."""
+    import numpy as np
+
+    lists = np.array([_is_list(v) for v in values], dtype=bool)
+    if lists.any():
+        cell = values.iloc[int(np.flatnonzero(lists)[0])]
+        shown = repr(cell.strip() if isinstance(cell, str) else [_plain(x) for x in cell])
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise SeqtuneError(f"{where}: row {_rows(values.index, lists)[0]}: the label {shown} is a list; "
+                           "multi-label data is not supported yet (it is planned), so give each row one label")
+    rows = _rows(values.index, _missing(values))
+    if rows:
+        many = len(rows) > 1
+        listed = ", ".join(map(str, rows[:SHOWN_ROWS])) + (", ..." if len(rows) > SHOWN_ROWS else "")
+        raise SeqtuneError(f"{where}: {len(rows)} row{'s have' if many else ' has'} no label "
+                           f"(row{'s' if many else ''} {listed}); fill or drop {'them' if many else 'it'}")
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (np.str_('a') -> 'a'), for a readable message."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _check_variety(values: pd.Series, task: TextTask, where: str) -> None:
+    """Refuse a training set with one class (or one target): its model would answer the same thing always."""
     import pandas as pd
 
-    present = values.dropna()
-    present = present[present.astype(str).str.strip() != ""]
-    numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.notna().all():
-        return [str(int(v)) if float(v).is_integer() else str(v) for v in sorted(set(numbers))]
-    return sorted({str(v) for v in present})
+    if task.task_type == "classification":
+        keys = sorted({_label_key(v) for v in values})
+        if not keys:
+            raise SeqtuneError(f"{where}: no row is left with a label; there is nothing to train on")
+        if len(keys) == 1:
+            raise SeqtuneError(f"{where}: every row has the label {keys[0]!r}; a classifier needs at least "
+                               "two classes")
+        return
+    numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
+    if len(values) and numbers.nunique(dropna=False) == 1 and numbers.notna().all():
+        raise SeqtuneError(f"{where}: every row has the target {float(numbers.iloc[0]):g}; a regression model "
+                           "needs targets that vary")
 
 
 def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Dataset:
     """Texts and label ids (or floats) as a datasets.Dataset; empty texts and unknown labels refused."""
     import datasets
+    import numpy as np
     import pandas as pd
 
     out: dict[str, list] = {}
     for index, column in enumerate(task.text_columns):
         texts = frame[column]
-        missing = texts.isna() | (texts.astype(str).str.strip() == "")
+        missing = (texts.isna() | (texts.astype(str).str.strip() == "")).to_numpy(dtype=bool)
         if missing.any():
-            row = int(missing.to_numpy().nonzero()[0][0])
-            raise SeqtuneError(f"{where}: row {row + 1}: the text in column {column!r} is missing or empty; "
-                               "fill or drop such rows")
+            raise SeqtuneError(f"{where}: row {_rows(frame.index, missing)[0]}: the text in column {column!r} is "
+                               "missing or empty; fill or drop such rows")
         out["text" if len(task.text_columns) == 1 else ("text", "text_pair")[index]] = texts.astype(str).tolist()
     if task.label_column is not None and task.label_column in frame.columns:
         values = frame[task.label_column]
+        _check_labels(values, where)
         if task.task_type == "regression":
-            numbers = pd.to_numeric(values, errors="coerce")
-            if numbers.isna().any():
-                row = int(numbers.isna().to_numpy().nonzero()[0][0])
-                raise SeqtuneError(f"{where}: row {row + 1}: label {values.iloc[row]!r} is not a number, "
-                                   "and this is a regression task")
+            numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
+            bad = ~np.isfinite(numbers.to_numpy(dtype=float))  # words, and inf: no loss can be learnt from them
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise SeqtuneError(f"{where}: row {_rows(frame.index, bad)[0]}: label {values.iloc[first]!r} is not "
+                                   "a finite number, and this is a regression task")
             out["label"] = numbers.astype(float).tolist()
         else:
             ids = {name: i for i, name in enumerate(task.label_names)}
             keys = [_label_key(v) for v in values]
-            unknown = [(row, v) for row, v in enumerate(keys) if v not in ids]
-            if unknown:
-                row, value = unknown[0]
+            unknown = np.array([v not in ids for v in keys], dtype=bool)
+            if unknown.any():
+                value = keys[int(np.flatnonzero(unknown)[0])]
                 raise SeqtuneError(
-                    f"{where}: row {row + 1}: label {value!r} is not one of the training labels "
+                    f"{where}: row {_rows(frame.index, unknown)[0]}: label {value!r} is not one of the training labels "
                     f"({', '.join(task.label_names[:10])}{', ...' if len(task.label_names) > 10 else ''})")
             out["label"] = [ids[v] for v in keys]
     return datasets.Dataset.from_dict(out)
 
 
 def _label_key(value: Any) -> str:
+    """The class a cell names: trimmed (" pos" is "pos"), and a number in one spelling ("1", 1.0 -> "1")."""
+    text = str(value).strip()
+    if isinstance(value, str) and not NUMBER.fullmatch(text):
+        return text  # a word, even one float() would read ("inf", "1_000")
     try:
-        number = float(value)
+        number = float(text if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        return str(value)
-    return str(int(number)) if number.is_integer() else str(value)
+        return text
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def stratified_split(frame: pd.DataFrame, task: TextTask, fraction: float,
@@ -310,15 +397,18 @@ def stratified_split(frame: pd.DataFrame, task: TextTask, fraction: float,
         # Stratifying needs a row of every class on both sides; otherwise a plain seeded split.
         if keys.value_counts().min() >= 2 and held >= classes and len(frame) - held >= classes:
             stratify = keys
-    train, validation = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
-    return train.reset_index(drop=True), validation.reset_index(drop=True)
+    # The index is kept (no reset_index): it is the row in the user's file, which later messages name.
+    return train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
 
 
 def load_files(train: str | Path, validation: str | Path | None = None, test: str | Path | None = None, *,
                text_columns: list[str] | None = None, label_column: str | None = None,
                task_type: str | None = None, fmt: str | None = None, header: bool | None = None,
-               validation_split: float | None = None, seed: int = 42) -> tuple[datasets.DatasetDict, TextTask]:
-    """Read the files, infer the task from the training file, and return (splits, task)."""
+               validation_split: float | None = None, seed: int = 42,
+               drop_unlabelled: bool = False) -> tuple[datasets.DatasetDict, TextTask]:
+    """Read the files, infer the task from the training file, and return (splits, task). Rows with no label
+    are refused, or with `drop_unlabelled` dropped (and counted); so are multi-label cells and a training file
+    with one class (or one regression target)."""
     import datasets
 
     frames = {"train": read_table(train, fmt, header)}
@@ -328,19 +418,41 @@ def load_files(train: str | Path, validation: str | Path | None = None, test: st
                            f"{_listed(list(frames['train'].columns))}; pass --label-column NAME")
     if validation is not None:
         frames["validation"] = read_table(validation, fmt, header)
-    elif validation_split:
-        frames["train"], frames["validation"] = stratified_split(frames["train"], task, validation_split, seed)
+    if test is not None:
+        frames["test"] = read_table(test, fmt, header)
+    wheres = {"train": str(train), "validation": str(validation or train), "test": str(test)}
+    if drop_unlabelled:
+        for split, frame in frames.items():
+            if task.label_column in frame.columns:
+                frames[split] = _drop_unlabelled(frame, task.label_column, wheres[split])
+    # The whole training file is judged before any split, so its messages count and name all its rows.
+    whole = frames["train"]
+    _check_labels(whole[task.label_column], str(train))
+    if validation is None and validation_split:  # split first: a split too small for the file says so
+        frames["train"], frames["validation"] = stratified_split(whole, task, validation_split, seed)
+    _check_variety(whole[task.label_column], task, str(train))
+    if validation is None and validation_split:
         how = ", stratified by label" if task.task_type == "classification" else ""
         print(f"seqtune: no validation file; holding out {len(frames['validation'])} of the training rows "
               f"({validation_split:.0%}, seed {seed}{how})")
-    if test is not None:
-        frames["test"] = read_table(test, fmt, header)
+        # A class with one row can land wholly in validation (no stratifying then), leaving training one class.
+        _check_variety(frames["train"][task.label_column], task,
+                       f"{train} (the training rows left by --validation-split {validation_split})")
     splits = {}
-    for split, frame in frames.items():
-        where = {"train": str(train), "validation": str(validation or train), "test": str(test)}[split]
-        _check_columns(frame, task, where, needs_label=split != "test")
-        splits[split] = to_dataset(frame, task, where)
+    for split in ("train", "validation", "test"):
+        if split in frames:
+            _check_columns(frames[split], task, wheres[split], needs_label=split != "test")
+            splits[split] = to_dataset(frames[split], task, wheres[split])
     return datasets.DatasetDict(splits), task
+
+
+def _drop_unlabelled(frame: pd.DataFrame, column: Any, where: str) -> pd.DataFrame:
+    """The rows that have a label (the index, their row in the file, kept), the others counted aloud."""
+    missing = _missing(frame[column])
+    if missing.any():
+        count = int(missing.sum())
+        print(f"seqtune: dropped {count} row{'s' if count > 1 else ''} with no label from {where}")
+    return frame[~missing]
 
 
 def _check_columns(frame: pd.DataFrame, task: TextTask, where: str, needs_label: bool) -> None:

@@ -218,3 +218,209 @@ def test_validation_split_too_small_for_the_classes(tmp_path, rows, fraction, me
     else:
         splits, _ = load_files(path, validation_split=fraction)
         assert len(splits["train"]) + len(splits["validation"]) == rows
+
+
+# Label cells: missing, padded, single-class, multi-label (issue 13: no run silently trains on garbage).
+
+NA_CELLS = ["", " ", "nan", "NaN", "None", "null", "N/A", "NA", "<NA>"]
+
+
+def _labelled(labels, column="label"):
+    return [{"text": f"some words here {i}", column: label} for i, label in enumerate(labels)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_rows_with_no_label_are_refused_with_their_rows(tmp_path, fmt):
+    labels = ["pos", None, "neg", "pos", None, "neg", "pos", "neg", None]  # null in JSON/Parquet, "" in CSV/TSV
+    path = _write(tmp_path / f"t.{fmt}", _labelled(labels), fmt)
+    with pytest.raises(SeqtuneError) as err:
+        load_files(path, validation_split=0.3)
+    assert str(err.value) == f"{path}: 3 rows have no label (rows 2, 5, 9); fill or drop them"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json"])
+def test_every_na_spelling_and_blank_is_no_label(tmp_path, fmt):
+    path = _write(tmp_path / f"t.{fmt}", _labelled(["pos", "neg", *NA_CELLS, "  "]), fmt)
+    with pytest.raises(SeqtuneError) as err:
+        load_files(path)
+    assert str(err.value) == f"{path}: 10 rows have no label (rows 3, 4, 5, 6, 7, ...); fill or drop them"
+
+
+def test_a_class_spelled_in_lower_case_none_stays_a_class(tmp_path):
+    path = _write(tmp_path / "t.csv", _labelled(["none", "pos", "none"]), "csv")  # pandas' NA list is cased too
+    assert load_files(path)[1].label_names == ["none", "pos"]
+
+
+def test_no_label_in_the_validation_file_names_it(tmp_path):
+    train = _write(tmp_path / "t.csv", _labelled(["pos", "neg"]), "csv")
+    dev = _write(tmp_path / "v.parquet", _labelled(["pos", None, "neg"]), "parquet")
+    with pytest.raises(SeqtuneError) as err:
+        load_files(train, validation=dev)
+    assert str(err.value) == f"{dev}: 1 row has no label (row 2); fill or drop it"
+
+
+def test_a_stored_parquet_index_does_not_renumber_rows(tmp_path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame(_labelled(["pos", None, "neg"]), index=[7, 3, 9]).to_parquet(path)
+    with pytest.raises(SeqtuneError, match=r"1 row has no label \(row 2\)"):
+        load_files(path)
+
+
+def test_drop_unlabelled_drops_counts_and_keeps_file_rows(tmp_path, capsys):
+    train = _write(tmp_path / "t.csv", _labelled(["pos", "", "neg", "nan", "pos", "neg"]), "csv")
+    dev = _write(tmp_path / "v.json", _labelled(["pos", None, "neg"]), "json")
+    splits, task = load_files(train, validation=dev, drop_unlabelled=True)
+    out = capsys.readouterr().out
+    assert f"seqtune: dropped 2 rows with no label from {train}\n" in out
+    assert f"seqtune: dropped 1 row with no label from {dev}\n" in out
+    assert task.label_names == ["neg", "pos"]
+    assert splits["train"]["label"] == [1, 0, 1, 0] and splits["validation"]["label"] == [1, 0]
+    bad = _write(tmp_path / "b.csv", _labelled(["pos", "", "zzz"]), "csv")
+    with pytest.raises(SeqtuneError, match="row 3: label 'zzz' is not one of the training labels"):
+        load_files(train, validation=bad, drop_unlabelled=True)  # still row 3 of the file, after the drop
+    everything = _write(tmp_path / "e.csv", _labelled(["", "nan"]), "csv")
+    with pytest.raises(SeqtuneError, match="no row is left with a label; there is nothing to train on"):
+        load_files(everything, drop_unlabelled=True)
+
+
+def test_labels_are_trimmed_in_every_file(tmp_path):
+    train = _write(tmp_path / "t.csv", _labelled([" pos", "pos ", "neg", "  neg  "]), "csv")
+    dev = _write(tmp_path / "v.json", _labelled(["pos ", " neg"]), "json")
+    test = _write(tmp_path / "x.tsv", _labelled([" neg", "pos   "]), "tsv")
+    splits, task = load_files(train, dev, test)
+    assert task.label_names == ["neg", "pos"]
+    assert splits["train"]["label"] == [1, 1, 0, 0]
+    assert splits["validation"]["label"] == [1, 0] and splits["test"]["label"] == [0, 1]
+    numbers = _write(tmp_path / "n.csv", _labelled([" 1", "0 ", "1", "2.0"]), "csv")
+    splits, task = load_files(numbers)
+    assert task.label_names == ["0", "1", "2"] and splits["train"]["label"] == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_a_score_column_with_gaps_stays_regression_and_is_refused(tmp_path, fmt):
+    scores = [0.5, None, 1.25, 3.0, None, 2.75]  # NaN in Parquet, null in JSON, "" in CSV
+    path = _write(tmp_path / f"s.{fmt}", _labelled(scores, "score"), fmt)
+    assert infer_task(read_table(path)).task_type == "regression"  # decided on the values that are there
+    with pytest.raises(SeqtuneError) as err:
+        load_files(path)
+    assert str(err.value) == f"{path}: 2 rows have no label (rows 2, 5); fill or drop them"
+
+
+def test_nan_spelled_in_a_score_column(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("text,score\na b c,0.5\nd e f,nan\ng h i,1.25\nj k l,NaN\n")
+    task = infer_task(read_table(path))
+    assert task.task_type == "regression" and task.label_names == []
+    with pytest.raises(SeqtuneError, match=r"2 rows have no label \(rows 2, 4\)"):
+        load_files(path)
+    train = _write(tmp_path / "t.csv", _labelled([0.5, 1.5, 2.5], "score"), "csv")
+    dev = tmp_path / "v.csv"
+    dev.write_text("text,score\na b c,0.5\nd e f,inf\n")
+    with pytest.raises(SeqtuneError, match="row 2: label 'inf' is not a finite number, and this is a regression"):
+        load_files(train, validation=dev)
+
+
+@pytest.mark.parametrize("labels, fmt, message", [
+    (["pos", " pos", "pos "], "csv", "every row has the label 'pos'; a classifier needs at least two classes"),
+    ([1, 1, 1.0], "parquet", "every row has the label '1'; a classifier needs at least two classes"),
+    ([2.5, 2.5, 2.5], "jsonl", "every row has the target 2.5; a regression model needs targets that vary"),
+])
+def test_one_class_or_one_target_is_refused(tmp_path, labels, fmt, message):
+    path = _write(tmp_path / f"t.{fmt}", _labelled(labels), fmt)
+    with pytest.raises(SeqtuneError) as err:
+        load_files(path)
+    assert str(err.value) == f"{path}: {message}"
+    assert infer_task(read_table(path)).label_column == "label"  # a one-class file to evaluate on is fine
+
+
+def test_a_validation_split_that_leaves_training_one_class_is_refused(tmp_path):
+    from seqtune.data.files import stratified_split
+
+    path = _write(tmp_path / "t.csv", _labelled(["pos"] * 5 + ["neg"]), "csv")
+    frame = read_table(path)
+    task = infer_task(frame)
+    seed = next(s for s in range(100) if "neg" not in stratified_split(frame, task, 0.5, s)[0]["label"].tolist())
+    with pytest.raises(SeqtuneError, match=r"t\.csv \(the training rows left by --validation-split 0\.5\): every "
+                                           "row has the label 'pos'"):
+        load_files(path, validation_split=0.5, seed=seed)
+
+
+@pytest.mark.parametrize("fmt, rows, row, shown", [
+    ("json", [{"text": "a b c", "label": "x"}, {"text": "d e f", "label": ["x", "y"]}], 2, "['x', 'y']"),
+    ("jsonl", [{"text": "a b c", "label": "x"}, {"text": "d e f", "label": []}], 2, "[]"),
+    ("parquet", [{"text": "a b c", "label": ["x"]}, {"text": "d e f", "label": ["x", "y"]}], 1, "['x']"),
+    ("csv", [{"text": "a b c", "label": "x"}, {"text": "d e f", "label": "y"}, {"text": "g h", "label": '["x", "y"]'}],
+     3, """'["x", "y"]'"""),
+])
+def test_multi_label_cells_are_refused_for_now(tmp_path, fmt, rows, row, shown):
+    path = _write(tmp_path / f"t.{fmt}", rows, fmt)
+    with pytest.raises(SeqtuneError) as err:
+        load_files(path)
+    assert str(err.value) == (f"{path}: row {row}: the label {shown} is a list; multi-label data is not supported "
+                              "yet (it is planned), so give each row one label")
+
+
+def test_multi_label_cells_in_the_validation_file(tmp_path):
+    train = _write(tmp_path / "t.csv", _labelled(["x", "y"]), "csv")
+    dev = _write(tmp_path / "v.json", [{"text": "a b", "label": "x"}, {"text": "c d", "label": ["x", "y"]}], "json")
+    with pytest.raises(SeqtuneError, match=r"v\.json: row 2: the label \['x', 'y'\] is a list"):
+        load_files(train, validation=dev)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rows_named_after_a_validation_split_are_the_files_rows(tmp_path, seed):
+    from seqtune.data.files import stratified_split
+
+    rows = topic_rows(20)
+    rows[12]["text"] = " "
+    path = _write(tmp_path / "t.csv", rows, "csv")
+    with pytest.raises(SeqtuneError, match="row 13: the text in column 'text' is missing"):
+        load_files(path, validation_split=0.3, seed=seed)
+    frame = read_table(path)
+    train, validation = stratified_split(frame, infer_task(frame), 0.3, seed)
+    assert sorted([*train.index, *validation.index]) == list(range(20))  # the file's rows, not renumbered
+    scores = _labelled([0.5, 1.5, 2.5, 3.5, 4.5, "abc", 6.5, 7.5], "score")
+    path = _write(tmp_path / "s.csv", scores, "csv")
+    with pytest.raises(SeqtuneError, match="row 6: label 'abc' is not a finite number"):
+        load_files(path, task_type="regression", validation_split=0.25, seed=seed)
+
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # an optional dev dependency: the example tests above still run
+    given = None
+
+if given is not None:
+    import os
+
+    LABEL_CELLS = ["pos", "neg", "neu", " pos", "neg ", "  neu ", "1", "2", " 2", "2.5", *NA_CELLS, "none", "[pos]"]
+    LONG = os.environ.get("SEQTUNE_LONG_TESTS") == "1"
+
+    @settings(max_examples=1000 if LONG else 60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(rows=st.lists(st.tuples(st.text("abcdefgh ", min_size=1, max_size=12), st.sampled_from(LABEL_CELLS)),
+                         min_size=1, max_size=12),
+           split=st.sampled_from([None, 0.3]), drop=st.booleans())
+    def test_any_label_column_loads_cleanly_or_says_why_in_one_line(tmp_path, rows, split, drop):
+        path = tmp_path / "p.csv"
+        pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+        try:
+            splits, task = load_files(path, validation_split=split, drop_unlabelled=drop)
+        except SeqtuneError as err:
+            assert str(err) and "\n" not in str(err)
+            return
+        labelled = [cell.strip() for _, cell in rows if cell.strip() not in NA_CELLS]
+        assert labelled and not any(cell.startswith("[") for cell in labelled)
+        if task.task_type == "classification":
+            assert len(task.label_names) >= 2
+            assert all(name == name.strip() and name not in NA_CELLS for name in task.label_names)
+            numbers = {c: float(c) for c in labelled if c[0].isdigit()}  # "2" and "2.0" are one class
+            assert {(f"{numbers[c]:g}" if c in numbers else c) for c in labelled} == set(task.label_names)
+            for split_rows in splits.values():
+                assert all(0 <= label < len(task.label_names) for label in split_rows["label"])
+        else:
+            assert len({float(c) for c in labelled}) >= 2
+            assert sorted(label for part in splits.values() for label in part["label"]) == \
+                sorted(float(c) for c in labelled)
+        assert sum(part.num_rows for part in splits.values()) == len(labelled)
