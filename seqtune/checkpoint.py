@@ -115,10 +115,25 @@ def save_checkpoint(output_dir: Path, step: int, *, model: torch.nn.Module, toke
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         raise SeqtuneError(
-            f"could not write checkpoint {final}: {err.strerror or err}; the previous checkpoints "
-            "are intact, free some space or fix the permissions, then resume"
+            f"could not write checkpoint {final}: {err.strerror or err}{_space(output_dir, model)}; the previous "
+            "checkpoints are intact, free some space or fix the permissions, then resume"
         ) from None
     return final
+
+
+def _space(output_dir: Path, model: torch.nn.Module) -> str:
+    """What a checkpoint takes (the newest one's size, else weights plus AdamW's two moments) and what is free."""
+    previous = [p for p in output_dir.glob(f"{PREFIX}*") if p.is_dir() and not p.is_symlink()]
+    if previous:
+        needed = sum(f.stat().st_size for f in max(previous, key=lambda p: p.stat().st_mtime).rglob("*")
+                     if f.is_file())
+    else:
+        needed = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    try:
+        free = shutil.disk_usage(output_dir).free
+    except OSError:
+        return f" (a checkpoint needs about {needed / 2**20:,.0f} MB)"
+    return f" (a checkpoint needs about {needed / 2**20:,.0f} MB; {free / 2**20:,.0f} MB are free there)"
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -73,4 +73,19 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int | None,
     except (OSError, ValueError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeqtuneError(f"cannot load model {name_or_path or resolved!r}: {first_line}") from None
+    check_vocabulary(tokenizer, model, name_or_path or resolved)
     return model, tokenizer
+
+
+# A folder without tokenizer files still loads a tokenizer: one made of its special tokens alone, so
+# every word becomes [UNK] and a run "trains" on nothing. A real vocabulary has thousands of entries.
+MIN_VOCABULARY = 100
+
+
+def check_vocabulary(tokenizer: Any, model: Any, where: str) -> None:
+    """Refuse a tokenizer that cannot tell words apart."""
+    size = len(tokenizer)
+    if size < MIN_VOCABULARY:
+        raise SeqtuneError(f"model {where!r} has no usable tokenizer (its vocabulary holds {size} tokens: the "
+                           "tokenizer files are missing, so every word would be [UNK]); save the tokenizer "
+                           "with the model (tokenizer.save_pretrained(folder))")

@@ -68,7 +68,19 @@ def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
     path = Path(output_dir) / METRICS_FILE
     if not path.is_file():
         raise SeqtuneError(f"{output_dir} has no {METRICS_FILE}; is it a seqtune output directory?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a run killed mid-write leaves a torn last line: skip it
+                break
+            raise SeqtuneError(f"{path}: line {number} is not a JSON record; the file was changed or damaged "
+                               "after it was written") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path) -> list[tuple[str, str, str]]:

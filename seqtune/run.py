@@ -104,6 +104,10 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
     config["ignore_mismatched_sizes"] = True  # a classifier head of another size is replaced, not an error
     set_seed(options.seed)  # the new classifier head is drawn now: the same seed gives the same run
     model, tokenizer = load_model_and_tokenizer(options.model, len(labels) or 1, **config)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if options.max_length is not None and positions and options.max_length > positions:
+        raise SeqtuneError(f"--max-length {options.max_length} is past the model's {positions} positions; "
+                           f"use at most {positions}")
     if options.quiet:
         import datasets
 

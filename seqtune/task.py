@@ -31,6 +31,24 @@ def metric_for(names: list[str]):
     return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
 
 
+CLASSIFICATION_ONLY = {"accuracy", "f1", "macro_f1", "matthews", "matthews_correlation"}
+REGRESSION_ONLY = {"pearson", "pearsonr", "spearman", "spearmanr"}
+
+
+def check_metrics(names: list[str], task_type: str, num_labels: int) -> None:
+    """Metrics that fit the task, known before any training (not found wanting after the first epoch)."""
+    metric_for(names)
+    for name in names:
+        if task_type == "regression" and name in CLASSIFICATION_ONLY:
+            raise SeqtuneError(f"--metric {name} scores classes, but this is a regression task; use pearson or "
+                               "spearman")
+        if task_type == "classification" and name in REGRESSION_ONLY:
+            raise SeqtuneError(f"--metric {name} scores real values, but this is a classification task; use "
+                               "accuracy, macro_f1 or matthews")
+        if name == "f1" and task_type == "classification" and num_labels != 2:
+            raise SeqtuneError(f"--metric f1 is binary F1, but this task has {num_labels} classes; use macro_f1")
+
+
 @dataclass
 class TaskSpec:
     """How a model's inputs are made and its outputs read and scored."""
@@ -45,6 +63,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.metrics:
             self.metrics = default_metrics(self.task_type, len(self.label_names))
+        check_metrics(self.metrics, self.task_type, len(self.label_names))
 
     def compute_metrics(self) -> Callable:
         """A `compute_metrics` for the Trainer: class ids (or values) from logits, then the metrics."""

@@ -255,3 +255,26 @@ def test_a_failed_write_leaves_the_old_predictions_whole(trained, tmp_path, monk
                  "--quiet"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert target.read_text() == "yesterday's predictions\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_a_torn_last_line_of_metrics_is_skipped_and_a_damaged_one_said(trained, tmp_path, capsys):
+    import shutil
+
+    folder, out = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    (copy / "metrics.jsonl").write_text("\n".join(lines) + '\n{"loss": 0.5, "ste')  # killed mid-write
+    assert main(["report", str(copy)]) == 0
+    (copy / "metrics.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    capsys.readouterr()
+    assert main(["report", str(copy)]) == 2
+    assert "metrics.jsonl: line 2 is not a JSON record" in capsys.readouterr().err
+
+
+def test_max_length_past_the_models_positions_is_one_line(trained, tiny_model_dir, tmp_path, capsys):
+    folder, _ = trained
+    assert main(["train", "--train", str(folder / "train.csv"), "--validation", str(folder / "dev.csv"),
+                 "--model", str(tiny_model_dir), "--max-length", "100000", "--output-dir", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert "--max-length 100000 is past the model's 128 positions" in capsys.readouterr().err

@@ -28,3 +28,11 @@ def test_missing_path_and_folder_without_config(tmp_path):
         resolve_model("/no/such/model")
     with pytest.raises(SeqtuneError, match="has no config.json"):
         resolve_model(str(tmp_path))
+
+
+def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path):
+    from .conftest import tiny_bert
+
+    tiny_bert().save_pretrained(tmp_path)  # weights and config, no tokenizer: every word would be [UNK]
+    with pytest.raises(SeqtuneError, match="has no usable tokenizer .*holds 5 tokens"):
+        load_model_and_tokenizer(str(tmp_path), num_labels=2)
