@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line, as every other error is (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        from .errors import SeqtuneError
+        from .options import usage_error
+
+        raise SeqtuneError(usage_error(self, message))
 
 
 class DefaultsHelp(argparse.HelpFormatter):
@@ -45,7 +58,7 @@ def _train_parser(commands) -> None:
     data.add_argument("--task-type", choices=("classification", "regression"), default=None,
                       help="what to learn (default: classification for text or whole-number labels, "
                            "regression for fractional numbers)")
-    data.add_argument("--format", choices=("csv", "tsv", "json", "jsonl", "parquet"), default=None,
+    data.add_argument("--format", choices=FORMATS, default=None,
                       help="file format (default: from the extension)")
     data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                       help="whether CSV/TSV files start with a header row (default: detected from the first rows)")
@@ -113,7 +126,7 @@ def _common(group) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="seqtune", description="Fine-tune transformer models for text classification and regression.",
         epilog="Examples:\n  seqtune train --task glue/mrpc\n  seqtune train --train data.csv "
                "--validation-split 0.1\n  seqtune predict --model runs/data --input new.csv --output out.csv\n"
@@ -129,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-column", action="append", default=None,
                          help="text column(s) (default: the ones the model was trained on)")
     predict.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
-    predict.add_argument("--format", default=None, help="input format (default: from the extension)")
+    predict.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the extension)")
     _header_option(predict)
     _common(predict)
     evaluate = commands.add_parser("evaluate", help="metrics of a trained model on labelled data",
@@ -141,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--label-column", default=None,
                           help="label column name or index (default: found by name or content)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
-    evaluate.add_argument("--format", default=None, help="input format (default: from the extension)")
+    evaluate.add_argument("--format", choices=FORMATS, default=None,
+                          help="input format (default: from the extension)")
     _header_option(evaluate)
     _common(evaluate)
     doctor = commands.add_parser("doctor", help="explain this machine: torch, GPU, precision, what to fix")
@@ -161,17 +175,22 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import SeqtuneError, Stopped
+    from .options import validate
+
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    options = parser.parse_args(argv)
-    if options.command is None:
-        parser.print_help()
-        return 2
-    from .errors import SeqtuneError, Stopped
-
+    options = None
     try:
+        options = parser.parse_args(argv)
+        if options.command is None:
+            parser.print_help()
+            return 2
+        config_only: set[str] = set()
         if options.command == "train" and options.config:
-            options = _with_config(parser, argv, options)
+            options, config_only = _with_config(parser, argv, options)
+        # Every option checked before any data or model is loaded: a typo costs nothing.
+        options = validate(options.command, options, config_only)
         return _run(options)
     except SeqtuneError as err:
         if getattr(options, "debug", False):
@@ -202,9 +221,12 @@ def _run(options: argparse.Namespace) -> int:
     return rebuild_report(Path(options.output_dir))
 
 
-def _with_config(parser: argparse.ArgumentParser, argv: list[str], options: argparse.Namespace):
-    """YAML values become defaults of `train`; flags given on the command line still win."""
+def _with_config(parser: argparse.ArgumentParser, argv: list[str],
+                 options: argparse.Namespace) -> tuple[argparse.Namespace, set[str]]:
+    """YAML values become defaults of `train`, read as their flags would be; flags given on the command
+    line still win. Returns the options and the names whose value came from the file alone."""
     from .errors import SeqtuneError
+    from .options import check, subparser
 
     try:
         import yaml
@@ -217,16 +239,32 @@ def _with_config(parser: argparse.ArgumentParser, argv: list[str], options: argp
         raise SeqtuneError(f"--config {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise SeqtuneError(f"--config {path}: expected a mapping of option: value")
-    train = parser._subparsers._group_actions[0].choices["train"]
-    known = {a.dest for a in train._actions}
-    defaults = {}
+    train = subparser(parser, "train")
+    actions = {a.dest: a for a in train._actions}
+    defaults: dict[str, object] = {}
     for key, value in values.items():
         dest = str(key).replace("-", "_")
-        if dest not in known or dest in ("config", "help"):
+        if dest not in actions or dest in ("config", "help"):
             raise SeqtuneError(f"--config {path}: unknown option {key!r}; see seqtune train --help")
-        defaults[dest] = value
+        if dest in defaults:  # batch-size and batch_size both: which one was meant?
+            raise SeqtuneError(f"--config {path}: {key!r} is given twice (spelled with - and with _)")
+        defaults[dest] = check(actions[dest], value, f"--config {path}: {key}")
     train.set_defaults(**defaults)
-    return parser.parse_args(argv)
+    merged = parser.parse_args(argv)
+    given = _given(argv)
+    for dest in defaults.keys() & given.keys():
+        merged.__dict__[dest] = given[dest]  # a repeated flag replaces the file's list rather than adding to it
+    return merged, set(defaults) - given.keys()
+
+
+def _given(argv: list[str]) -> dict[str, object]:
+    """The train options the command line itself sets (no defaults)."""
+    from .options import subparser
+
+    parser = build_parser()
+    for action in subparser(parser, "train")._actions:
+        action.default = argparse.SUPPRESS
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "command"}
 
 
 if __name__ == "__main__":

@@ -61,11 +61,8 @@ def file_recipe(options: argparse.Namespace) -> Recipe:
 
 
 def run_train(options: argparse.Namespace) -> int:
-    """Fine-tune, print per-epoch and final validation metrics, save a standard model folder."""
-    if options.task and options.train:
-        raise SeqtuneError("pass either --task glue/<task> or --train FILE, not both")
-    if not options.task and not options.train:
-        raise SeqtuneError("nothing to train on: pass --task glue/<task> or --train FILE")
+    """Fine-tune, print per-epoch and final validation metrics, save a standard model folder. `options`
+    have passed `options.validate` (the command line does that first)."""
     recipe = (glue_recipe(options.task, options.data_dir, options.max_length) if options.task
               else file_recipe(options))
     output_dir = Path(options.output_dir or f"runs/{recipe.spec.name.replace('/', '-')}")
