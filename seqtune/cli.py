@@ -235,6 +235,8 @@ def _with_config(parser: argparse.ArgumentParser, argv: list[str],
     path = Path(options.config)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise SeqtuneError(f"--config {path}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
     except (OSError, yaml.YAMLError) as err:
         raise SeqtuneError(f"--config {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(values, dict):

@@ -68,6 +68,8 @@ def run_predict(options: argparse.Namespace) -> int:
     if output.suffix.lower() not in (".csv", ".tsv", ".jsonl"):
         raise SeqtuneError(f"--output {output}: write .csv, .tsv or .jsonl")
     _check_writable(output)  # before any inference runs
+    if output.resolve() == Path(options.input).resolve():
+        raise SeqtuneError(f"--output {output} is the --input file; write the predictions to another file")
     frame, spec, prediction = _predict(options, options.input, needs_label=False, prefix="test")
     logits = prediction.predictions
     result = frame.copy()

@@ -70,7 +70,7 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int | None,
             if num_labels is not None:
                 config["num_labels"] = num_labels
             model = AutoModelForSequenceClassification.from_pretrained(resolved, **config)
-    except (OSError, ValueError, RuntimeError) as err:
+    except Exception as err:  # damaged files raise many types (SafetensorError, JSON, pickle, ...)
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeqtuneError(f"cannot load model {name_or_path or resolved!r}: {first_line}") from None
     check_vocabulary(tokenizer, model, name_or_path or resolved)

@@ -51,7 +51,10 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: object) -> None:
         return
     checkpoints = sorted(p.name for p in output_dir.iterdir() if _is_checkpoint(p))
     finished = [name for name in RUN_MARKERS if (output_dir / name).exists()]
-    foreign = _foreign(output_dir)
+    # Without a run's marks every entry is someone else's, even one named as ours (a saved model's
+    # config.json, a user's README.md): those would be replaced.
+    foreign = _foreign(output_dir) if checkpoints or finished else sorted(
+        p.name for p in output_dir.iterdir() if p.name != LOCK_FILE)
     if (checkpoints or finished) and not overwrite:
         what = (f"checkpoints ({', '.join(checkpoints[:3])})" if checkpoints
                 else f"a finished run ({', '.join(finished)})")
@@ -60,7 +63,8 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: object) -> None:
     if foreign and not overwrite:
         raise SeqtuneError(f"--output-dir {output_dir} holds files that are not a seqtune run's "
                            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); choose an empty or "
-                           "new folder, or pass --overwrite-output-dir (seqtune then writes its own files beside them)")
+                           "new folder, or pass --overwrite-output-dir (seqtune then writes its files there, "
+                           "replacing any of the same name, such as config.json or README.md)")
 
 
 def clear_old_run(output_dir: Path) -> None:

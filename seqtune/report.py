@@ -136,7 +136,12 @@ def rebuild_report(output_dir: Path) -> int:
     output_dir = Path(output_dir)
     records = read_metrics(output_dir)
     run_path = output_dir / RUN_FILE
-    run = json.loads(run_path.read_text()) if run_path.is_file() else {}
+    try:
+        run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SeqtuneError(f"{run_path} is damaged (not JSON); train again to rebuild it") from None
+    if not isinstance(run, dict):
+        raise SeqtuneError(f"{run_path} is damaged (not a JSON object); train again to rebuild it")
     try:
         plot_curves(records, output_dir / CURVES_FILE)
         plotted = True

@@ -95,6 +95,8 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
         fsdp=options.fsdp, keep_model_dtype=options.keep_model_dtype)
     spec = recipe.spec
     labels = spec.label_names
+    if options.resume:
+        _check_same_labels(output_dir, options.resume, labels)
     config = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
     if spec.task_type == "regression":
         config["problem_type"] = "regression"
@@ -136,6 +138,25 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
     print(f"seqtune: model, report.md and training_curves.png in {output_dir}/ "
           f"(train time {result.metrics['train_runtime']:.0f} s)")
     return 0
+
+
+def _check_same_labels(output_dir: Path, resume: Any, labels: list[str]) -> None:
+    """A checkpoint's classes are its labels in id order: resuming with other names (even as many) would
+    train its heads under the wrong ones."""
+    from . import checkpoint as ckpt
+
+    found = [Path(resume)] if isinstance(resume, str) else ckpt.list_checkpoints(output_dir)[-1:]
+    config = found[0] / "config.json" if found else None
+    if config is None or not config.is_file():
+        return  # nothing to compare; the resume itself says what is missing
+    try:
+        saved = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}
+        before = [saved[str(i)] for i in range(len(saved))]
+    except (ValueError, KeyError, AttributeError):
+        return
+    if labels and before != labels:
+        raise SeqtuneError(f"resume: {found[0]} was trained on the labels {', '.join(before[:6])}; this data has "
+                           f"{', '.join(labels[:6])}; resume with the same labels, or start a new output folder")
 
 
 def _write_report(output_dir: Path, trainer: Any, spec: TaskSpec, tokenized: Any, epoch_seconds: list[float],

@@ -278,3 +278,41 @@ def test_max_length_past_the_models_positions_is_one_line(trained, tiny_model_di
                  "--model", str(tiny_model_dir), "--max-length", "100000", "--output-dir", str(tmp_path / "o"),
                  "--quiet"]) == 2
     assert "--max-length 100000 is past the model's 128 positions" in capsys.readouterr().err
+
+
+def test_damaged_or_misused_folders_and_files_are_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    folder, out = trained
+    assert main(["predict", "--model", str(out), "--input", str(folder / "dev.csv"), "--output",
+                 str(folder / "dev.csv"), "--quiet"]) == 2
+    assert "is the --input file" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    with open(damaged / "model.safetensors", "r+b") as handle:
+        handle.truncate(1000)
+    (damaged / "run.json").write_text("{")
+    assert main(["predict", "--model", str(damaged), "--input", str(folder / "dev.csv"), "--output",
+                 str(tmp_path / "p.csv"), "--quiet"]) == 2
+    assert main(["report", str(damaged)]) == 2
+    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe\x00bad")
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("seqtune: error:") for line in err), err
+    assert "cannot load model" in err[0] and "run.json is damaged" in err[1] and "not UTF-8" in err[2]
+
+
+def test_resuming_with_other_label_names_is_refused(trained, tiny_model_dir, tmp_path, capsys):
+    folder, _ = trained
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(folder / "train.csv"), "--validation", str(folder / "dev.csv"),
+                 "--model", str(tiny_model_dir), "--max-steps", "2", "--quiet", "--output-dir", str(out)]) == 0
+    renamed = pd.read_csv(folder / "train.csv").replace({"label": {"food": "X", "sports": "Y", "tech": "Z"}})
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    dev = pd.read_csv(folder / "dev.csv").replace({"label": {"food": "X", "sports": "Y", "tech": "Z"}})
+    dev.to_csv(tmp_path / "dev.csv", index=False)
+    capsys.readouterr()
+    assert main(["train", "--train", str(tmp_path / "renamed.csv"), "--validation", str(tmp_path / "dev.csv"),
+                 "--model", str(tiny_model_dir), "--max-steps", "4", "--quiet", "--output-dir", str(out),
+                 "--resume"]) == 2
+    assert "was trained on the labels food, sports, tech; this data has X, Y, Z" in capsys.readouterr().err

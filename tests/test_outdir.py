@@ -68,7 +68,7 @@ def test_a_folder_of_someone_elses_files_is_refused_and_kept(files, tiny_model_d
     (out / "notes.txt").write_text("my notes")
     (out / "README.md").write_text("my readme")
     assert _train(files, tiny_model_dir, out) == 2
-    assert "holds files that are not a seqtune run's (notes.txt)" in capsys.readouterr().err
+    assert "holds files that are not a seqtune run's (README.md, notes.txt)" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "notes.txt"]
     assert _train(files, tiny_model_dir, out, "--overwrite-output-dir") == 0  # asked: written beside them
     assert (out / "notes.txt").read_text() == "my notes" and (out / "model.safetensors").is_file()
@@ -105,3 +105,15 @@ def test_overwrite_deletes_nothing_until_the_new_run_is_checked(files, tiny_mode
 def test_an_output_dir_under_a_file_is_one_line(files, tiny_model_dir, capsys):
     assert _train(files, tiny_model_dir, files / "a.csv" / "run") == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_saved_model_folder_is_someone_elses_even_with_our_file_names(files, tiny_model_dir, capsys):
+    import shutil
+
+    theirs = files / "their-model"
+    shutil.copytree(tiny_model_dir, theirs)
+    (theirs / "README.md").write_text("their card")
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    assert _train(files, tiny_model_dir, theirs) == 2
+    assert "holds files that are not a seqtune run's (README.md, config.json" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
