@@ -132,29 +132,25 @@ def test_skipping_a_damaged_checkpoint_continues_bit_for_bit(trained, tmp_path, 
     assert ckpt.is_intact(folder / "checkpoint-4")
 
 
-def test_a_damaged_only_checkpoint_stops_with_one_sentence(trained, tmp_path, capsys):
-    def only_four(folder: Path) -> None:
-        shutil.rmtree(folder / "checkpoint-2")
+@pytest.mark.parametrize("only_four, ending", [
+    (True, "no intact checkpoint is left beside it, so start again"),  # resume=True, nothing older
+    (False, "resume from <run>/checkpoint-2 instead, or start again"),  # resume from the damaged one by path
+])
+def test_a_damaged_checkpoint_stops_with_one_sentence_naming_the_file(trained, tmp_path, capsys, only_four, ending):
+    def prepare(folder: Path) -> None:
+        if only_four:
+            shutil.rmtree(folder / "checkpoint-2")
 
-    outcomes = _run_cases(trained, tmp_path, capsys, only_four, lambda folder: True)
+    def resume(folder: Path) -> bool | str:
+        return True if only_four else str(folder / "checkpoint-4")
+
+    outcomes = _run_cases(trained, tmp_path, capsys, prepare, resume)
     for (name, kind), outcome in outcomes.items():
         if _manifest_gone(name, kind):
             assert outcome == "resumed from checkpoint-4"
         else:
-            # The damaged file named, and nothing left to resume from.
-            assert re.fullmatch(rf"error: checkpoint <run>/checkpoint-4 is damaged: {re.escape(name)} .*; no intact "
-                                r"checkpoint is left beside it, so start again", outcome), (name, kind, outcome)
-
-
-def test_resuming_a_named_damaged_checkpoint_names_the_file(trained, tmp_path, capsys):
-    outcomes = _run_cases(trained, tmp_path, capsys, lambda folder: None,
-                          lambda folder: str(folder / "checkpoint-4"))
-    for (name, kind), outcome in outcomes.items():
-        if _manifest_gone(name, kind):
-            assert outcome == "resumed from checkpoint-4"
-        else:
-            assert re.fullmatch(rf"error: checkpoint <run>/checkpoint-4 is damaged: {re.escape(name)} .*; resume "
-                                r"from <run>/checkpoint-2 instead, or start again", outcome), (name, kind, outcome)
+            assert re.fullmatch(rf"error: checkpoint <run>/checkpoint-4 is damaged: {re.escape(name)} .*; "
+                                + re.escape(ending), outcome), (name, kind, outcome)
 
 
 def test_a_checkpoint_without_manifest_is_read_with_guards(trained, tmp_path, capsys):
