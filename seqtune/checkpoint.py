@@ -189,12 +189,6 @@ def _checkpoint_folders(output_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def is_complete(folder: Path) -> bool:
-    """Weights, trainer state, and the optimizer state (whole, or as FSDP2 shards) are present."""
-    return (folder / MODEL_FILE).is_file() and (folder / STATE_FILE).is_file() and (
-        (folder / OPTIMIZER_FILE).is_file() or (folder / SHARDED_DIR / ".metadata").is_file())
-
-
 def is_intact(folder: Path, hashes: bool = True) -> bool:
     """Complete, and every file as it was written (sizes, and with `hashes` the SHA-256 too)."""
     return damage(folder, hashes) is None

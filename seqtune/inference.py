@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +99,11 @@ def run_predict(options: argparse.Namespace) -> int:
 
 
 def _check_writable(output: Path) -> None:
+    from .outdir import check_writable
+
     if output.is_dir():
         raise SeqtuneError(f"--output {output} is a folder; name a file")
-    parent = next(p for p in (output.parent, *output.parent.parents) if p.exists())
-    if not parent.is_dir():
-        raise SeqtuneError(f"--output {output}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise SeqtuneError(f"--output {output}: {parent} is not writable")
+    check_writable(output, "--output", start=output.parent)  # the file itself may exist: it is replaced
 
 
 def run_evaluate(options: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -160,15 +160,7 @@ class FastPaths:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-_NOTHING = _Nothing()
+_NOTHING = nullcontext()  # reusable: no context object made per micro-batch when the lever is off
 
 
 def _takes_grad_scale(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> bool:

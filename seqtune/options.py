@@ -137,9 +137,9 @@ def check(action: argparse.Action, value: Any, where: str | None = None) -> Any:
                 raise SeqtuneError(f"{where} given {len(names)} times ({', '.join(map(repr, names))}); seqtune "
                                    "takes one text column or a pair")
             if action.dest == "metric":
-                from .task import metric_for
+                from .task import check_metric_names
 
-                metric_for(names)  # an unknown name is refused now, before the data is read
+                check_metric_names(names)  # an unknown name is refused now, before the data is read
             return names
         if bad and not isinstance(bad[0], (list, dict)):
             value = bad[0]  # the one bad name, as a flag gives it

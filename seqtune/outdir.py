@@ -36,11 +36,17 @@ def check_place(output_dir: Path) -> None:
     """A folder (or a place for one) that can be written."""
     if output_dir.exists() and not output_dir.is_dir():
         raise SeqtuneError(f"--output-dir {output_dir} is a file; choose a folder")
-    existing = next(p for p in (output_dir, *output_dir.parents, Path(".")) if p.exists())
+    check_writable(output_dir, "--output-dir")
+
+
+def check_writable(path: Path, option: str, start: Path | None = None) -> None:
+    """The nearest existing folder at or above `start` (default: `path`) is one this process may write in."""
+    start = path if start is None else start
+    existing = next(p for p in (start, *start.parents, Path(".")) if p.exists())
     if not existing.is_dir():
-        raise SeqtuneError(f"--output-dir {output_dir}: {existing} is a file, not a folder")
+        raise SeqtuneError(f"{option} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK):
-        raise SeqtuneError(f"--output-dir {output_dir} is not writable ({existing})")
+        raise SeqtuneError(f"{option} {path} is not writable ({existing})")
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resume: object) -> None:

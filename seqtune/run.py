@@ -10,7 +10,7 @@ from typing import Any
 
 from .atomic import write_text
 from .errors import SeqtuneError
-from .task import TaskSpec, metric_for
+from .task import TaskSpec
 
 
 @dataclass
@@ -51,8 +51,6 @@ def file_recipe(options: argparse.Namespace) -> Recipe:
         seed=options.seed)
     if "validation" not in splits:
         raise SeqtuneError("no validation data: pass --validation FILE or --validation-split 0.1")
-    if options.metric:
-        metric_for(options.metric)  # an unknown name is refused before any model is loaded
     path = Path(options.train).resolve()
     name = path.parent.name if path.stem.lower() in ("train", "training", "data") else path.stem
     spec = TaskSpec(name, task.task_type, task.label_names, task.text_columns, options.metric or [],

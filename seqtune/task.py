@@ -21,13 +21,20 @@ def default_metrics(task_type: str, num_labels: int) -> list[str]:
     return ["accuracy", "macro_f1"] + (["f1"] if num_labels == 2 else [])
 
 
-def metric_for(names: list[str]):
-    """`load_metric`'s Metric for several single metrics at once."""
-    from .metrics import SINGLE_METRICS, Metric
+def check_metric_names(names: list[str]) -> None:
+    """Known metric names; checking them loads no metric library."""
+    from .metrics import SINGLE_METRICS
 
     unknown = [n for n in names if n not in SINGLE_METRICS]
     if unknown:
         raise SeqtuneError(f"--metric {unknown[0]!r} is not one of {', '.join(sorted(SINGLE_METRICS))}")
+
+
+def metric_for(names: list[str]):
+    """`load_metric`'s Metric for several single metrics at once."""
+    from .metrics import SINGLE_METRICS, Metric
+
+    check_metric_names(names)
     return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
 
 
@@ -37,7 +44,7 @@ REGRESSION_ONLY = {"pearson", "pearsonr", "spearman", "spearmanr"}
 
 def check_metrics(names: list[str], task_type: str, num_labels: int) -> None:
     """Metrics that fit the task, known before any training (not found wanting after the first epoch)."""
-    metric_for(names)
+    check_metric_names(names)
     for name in names:
         if task_type == "regression" and name in CLASSIFICATION_ONLY:
             raise SeqtuneError(f"--metric {name} scores classes, but this is a regression task; use pearson or "
