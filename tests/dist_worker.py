@@ -68,3 +68,4 @@ if dist.is_main():
 else:
     (out / f"rank{dist.rank()}.txt").write_text("a non-zero rank wrote nothing else")
 trainer.save_model(str(out / "final"))  # every rank calls it (a collective for FSDP2); rank 0 writes
+print(f"rank {dist.rank()}: worker done", flush=True)  # test_distributed tells a teardown abort by it
