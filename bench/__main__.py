@@ -148,8 +148,11 @@ def main() -> None:
             for side in sides:
                 runs[side].append(run_side(side, steps, seed, options.extra))
                 order.append(side)
+    from bench import profile
+
+    step_profile = profile.run(steps=40, profiled=10)  # where each side's step time goes, by category
     peaks = {name: measure_peak_gflops(name) for name in ("fp32", "bf16")}
-    report = render(options, runs, peaks, machine(), order)
+    report = render(options, runs, peaks, machine(), order, profile.render(step_profile, peaks))
     print(report)
     Path(options.output).write_text(report)
 
@@ -173,7 +176,7 @@ def target_lines(theirs: dict, ours: dict, full: bool) -> list[str]:
 
 
 def render(options, runs: dict[str, list[dict]], peaks: dict[str, float], info: dict[str, str],
-           order: list[str]) -> str:
+           order: list[str], step_profile: str) -> str:
     theirs, ours = summarise(runs["transformers"]), summarise(runs["seqtune"])
 
     def mfu(result: dict, flops_key: str, seconds_key: str) -> float:
@@ -227,6 +230,10 @@ def render(options, runs: dict[str, list[dict]], peaks: dict[str, float], info: 
         "real tokens for training, 2 x for evaluation).",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
+        "",
+        "## Step profile (`python -m bench.profile`: optimizer steps 31-40 of the recipe, torch profiler)",
+        "",
+        step_profile,
         "",
     ]
     lines += [(HERE / "levers.md").read_text()]  # measured once, lever by lever; see the file

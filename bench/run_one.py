@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--config-only", action="store_true", help="random weights from the model's config")
     parser.add_argument("--out", required=True)
     parser.add_argument("--take-turns", action="store_true", help="stop at each epoch's end (see Turns)")
+    parser.add_argument("--torch-compile", default=None, metavar="MODE",
+                        help="both sides: torch_compile=True with this mode (default, reduce-overhead, ...)")
     options = parser.parse_args()
     turns = Turns(options.take_turns)
 
@@ -119,7 +121,8 @@ def main() -> None:
     common = dict(per_device_train_batch_size=options.batch_size,
                   learning_rate=5e-5, num_train_epochs=3, max_steps=options.steps, seed=options.seed,
                   eval_strategy="no", save_strategy="no", logging_steps=10_000, report_to="none",
-                  disable_tqdm=True)
+                  disable_tqdm=True, torch_compile=options.torch_compile is not None,
+                  torch_compile_mode=None if options.torch_compile in (None, "default") else options.torch_compile)
     workdir = tempfile.mkdtemp(prefix="seqtune-bench-")
     if options.trainer == "transformers":
         import transformers
@@ -180,6 +183,8 @@ def main() -> None:
         "settings": {**settings, "evaluation batch size": str(args.per_device_eval_batch_size)},
         "threads": torch.get_num_threads(), "pid": os.getpid(),
     }
+    if getattr(trainer, "compilation", None) is not None:
+        result["settings"]["torch.compile"] = trainer.compilation.describe_costs()
     Path(options.out).write_text(json.dumps(result, indent=2))
 
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from .argfields import check_refused, refused_fields
 from .errors import SeqtuneError
 
 STRATEGIES = ("no", "steps", "epoch")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# transformers' SchedulerType, each built by transformers.get_scheduler (seqtune/optim.py).
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+              "warmup_stable_decay", "greedy")
+METRIC_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")  # stepped on metric_for_best_model after each evaluation
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
 REPORTERS = ("none", "all", "tensorboard", "wandb", "mlflow")
+HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
+SAMPLING = ("random", "group_by_length")
 
 
 def _plain(value: Any) -> Any:
@@ -20,8 +29,13 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass
+@refused_fields
 class TrainingArguments:
-    """The recipe of a run. Defaults follow `transformers.TrainingArguments` except where noted."""
+    """The recipe of a run. Defaults follow `transformers.TrainingArguments` except where noted.
+
+    Every name transformers takes is accepted: seqtune/argfields.py says which ones seqtune implements and
+    which are refused (accepted at their default, one sentence at any other value); see docs/arguments.md.
+    """
 
     output_dir: str = "trainer_output"
     overwrite_output_dir: bool = False
@@ -71,9 +85,57 @@ class TrainingArguments:
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
     # FSDP2 (torch.distributed.fsdp.fully_shard) under torchrun: True, or transformers' "full_shard".
-    fsdp: bool | str = False
+    fsdp: bool | str | None = None
+    lr_scheduler_kwargs: dict[str, Any] | str | None = None
+    # transformers 4's spelling of a fractional warmup (5: warmup_steps < 1); warmup_steps wins when both are set.
+    warmup_ratio: float = 0.0
+    optim: str = "adamw_torch_fused"  # fused where the device has it
+    optim_args: str | None = None
+    adafactor: bool = False  # transformers 4: True is optim="adafactor"
+    label_smoothing_factor: float = 0.0
+    # transformers 5's name for gradient_checkpointing(_kwargs), which it overrides when set.
+    activation_checkpointing: bool | None = None
+    activation_checkpointing_kwargs: dict[str, Any] | None = None
+    auto_find_batch_size: bool = False
+    run_name: str | None = None
+    logging_dir: str | None = None  # transformers 4: TensorBoard's folder (default output_dir/runs/<time_host>)
+    eval_delay: float = 0
+    eval_on_start: bool = False
+    save_only_model: bool = False
+    # seqtune default True (transformers: False): SIGTERM/SIGUSR1 always finish the step and save.
+    enable_jit_checkpoint: bool = True
+    # seqtune default True (transformers: False): stateful callbacks always get their saved state back.
+    restore_callback_states_from_checkpoint: bool = True
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = field(default=None, repr=False)
+    hub_private_repo: bool | None = None
+    hub_strategy: str = "end"  # seqtune default (transformers: "every_save"): one upload, at the end
+    hub_revision: str | None = None
+    full_determinism: bool = False
+    data_seed: int | None = None  # the batch order's seed (default: seed)
+    dataloader_pin_memory: bool = True
+    dataloader_persistent_workers: bool = False
+    dataloader_prefetch_factor: int | None = None
+    dataloader_multiprocessing_context: str | None = None
+    # seqtune default None: as group_by_length ("group_by_length" unless group_by_length=False).
+    train_sampling_strategy: str | None = None
+    # For scripts, as in transformers: the Trainer reads none of them.
+    do_train: bool = False
+    do_eval: bool = False
+    do_predict: bool = False
+    resume_from_checkpoint: str | None = None
+    local_rank: int = -1
     # Deprecated spelling from the course; moved into eval_strategy with a warning.
     evaluation_strategy: str | None = field(default=None, repr=False)
+    # torch.compile of the model (seqtune/compiled.py); a backend or mode alone implies it, as in transformers.
+    torch_compile: bool = False
+    torch_compile_backend: str | None = None
+    torch_compile_mode: str | None = None
+    # Activations recomputed in backward instead of kept (seqtune.models.enable_gradient_checkpointing);
+    # the kwargs go to torch.utils.checkpoint (default use_reentrant=False, as transformers).
+    gradient_checkpointing: bool = False
+    gradient_checkpointing_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.evaluation_strategy is not None:
@@ -84,12 +146,19 @@ class TrainingArguments:
             )
             self.eval_strategy = self.evaluation_strategy
             self.evaluation_strategy = None
-        for name in ("eval_strategy", "logging_strategy", "save_strategy", "lr_scheduler_type"):
+        check_refused({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for name in ("eval_strategy", "logging_strategy", "save_strategy", "lr_scheduler_type", "optim",
+                     "hub_strategy"):
             setattr(self, name, _plain(getattr(self, name)))
         self._check_choice("eval_strategy", STRATEGIES)
         self._check_choice("logging_strategy", STRATEGIES)
         self._check_choice("save_strategy", STRATEGIES)
         self._check_choice("lr_scheduler_type", SCHEDULERS)
+        if self.adafactor:
+            self.optim = "adafactor"
+        self._check_choice("optim", OPTIMIZERS)
+        self._check_choice("hub_strategy", HUB_STRATEGIES)
+        self._check_recipe_extras()
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
         self.report_to = [_plain(r) for r in self.report_to or ["none"]]
@@ -155,13 +224,64 @@ class TrainingArguments:
                     "for 'steps', save_steps a multiple of eval_steps"
                 )
         self.fsdp = bool(self.fsdp)
-        if self.metric_for_best_model is None and self.load_best_model_at_end:
+        if self.metric_for_best_model is None and (self.load_best_model_at_end
+                                                   or self.lr_scheduler_type in METRIC_SCHEDULERS):
             self.metric_for_best_model = "loss"
         if self.metric_for_best_model is not None and self.greater_is_better is None:
             self.greater_is_better = greater_is_better_for(self.metric_for_best_model)
         if self.label_names is not None and (isinstance(self.label_names, str) or not self.label_names):
             raise SeqtuneError(f"TrainingArguments: label_names must be a non-empty list of input names, "
                                f"got {self.label_names!r}")
+
+    def _check_recipe_extras(self) -> None:
+        """The arguments of seqtune/argfields.py beyond the original recipe: types, ranges, combinations."""
+        if isinstance(self.lr_scheduler_kwargs, str):  # transformers takes its JSON text too
+            try:
+                self.lr_scheduler_kwargs = json.loads(self.lr_scheduler_kwargs)
+            except ValueError:
+                raise SeqtuneError(f"TrainingArguments: lr_scheduler_kwargs={self.lr_scheduler_kwargs!r} is not "
+                                   "JSON; pass a dict such as {'num_cycles': 2}") from None
+        if self.lr_scheduler_kwargs is not None and not isinstance(self.lr_scheduler_kwargs, dict):
+            raise SeqtuneError("TrainingArguments: lr_scheduler_kwargs must be a dict, "
+                               f"got {self.lr_scheduler_kwargs!r}")
+        if self.lr_scheduler_type in METRIC_SCHEDULERS and self.eval_strategy == "no":
+            raise SeqtuneError(f"TrainingArguments: lr_scheduler_type={self.lr_scheduler_type!r} steps on evaluation "
+                               "metrics, so it needs an eval_strategy other than 'no'")
+        parse_optim_args(self.optim_args)
+        for name in ("warmup_ratio", "label_smoothing_factor"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SeqtuneError(f"TrainingArguments: {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.eval_delay >= 0:
+            raise SeqtuneError(f"TrainingArguments: eval_delay must be >= 0, got {self.eval_delay!r}")
+        if self.warmup_ratio and self.warmup_steps:
+            warnings.warn(f"warmup_steps={self.warmup_steps} and warmup_ratio={self.warmup_ratio} are both set; "
+                          "warmup_steps wins (as in transformers)", UserWarning, stacklevel=4)
+        for name in ("enable_jit_checkpoint", "restore_callback_states_from_checkpoint"):
+            if not getattr(self, name):
+                raise SeqtuneError(f"TrainingArguments: {name}=False is not supported by seqtune, which always "
+                                   f"does it (see docs/arguments.md)")
+        if self.push_to_hub and not self.hub_model_id:
+            raise SeqtuneError("TrainingArguments: push_to_hub=True needs hub_model_id, the repo to upload to "
+                               "('user/name', or 'name' in your namespace)")
+        if self.push_to_hub and self.hub_strategy != "end":
+            raise SeqtuneError(f"TrainingArguments: hub_strategy={self.hub_strategy!r} is not supported by seqtune, "
+                               "which uploads the final model once, at the end of training; pass hub_strategy='end'")
+        if self.data_seed is not None and (not isinstance(self.data_seed, int) or self.data_seed < 0):
+            raise SeqtuneError(f"TrainingArguments: data_seed must be a whole number >= 0, got {self.data_seed!r}")
+        if self.dataloader_num_workers == 0:
+            for name in ("dataloader_persistent_workers", "dataloader_prefetch_factor",
+                         "dataloader_multiprocessing_context"):
+                if getattr(self, name):
+                    raise SeqtuneError(f"TrainingArguments: {name} applies to worker processes; "
+                                       "set dataloader_num_workers > 0 as well")
+        if self.train_sampling_strategy is not None:
+            self.train_sampling_strategy = _plain(self.train_sampling_strategy)
+            self._check_choice("train_sampling_strategy", SAMPLING)
+            self.group_by_length = self.train_sampling_strategy == "group_by_length"
+        if self.activation_checkpointing is not None:  # transformers 5's name wins over the deprecated one
+            self.gradient_checkpointing = self.activation_checkpointing
+        if self.activation_checkpointing_kwargs is not None:
+            self.gradient_checkpointing_kwargs = self.activation_checkpointing_kwargs
 
     def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
         value = getattr(self, name)
@@ -188,7 +308,19 @@ class TrainingArguments:
         """The arguments as JSON-ready values (checkpoints and reports record them)."""
         values = dataclasses.asdict(self)
         values.pop("evaluation_strategy")
+        if values.get("hub_token"):
+            values["hub_token"] = "<HUB_TOKEN>"  # never written into checkpoints, reports or trackers
         return values
+
+
+def parse_optim_args(text: str | None) -> dict[str, str]:
+    """transformers' optim_args: 'key=value,key=value' (spaces ignored), read into a dict of strings."""
+    if not text:
+        return {}
+    pairs = [item.split("=") for item in str(text).replace(" ", "").split(",")]
+    if any(len(pair) != 2 or not pair[0] for pair in pairs):
+        raise SeqtuneError(f"TrainingArguments: optim_args={text!r} is not 'key=value,key=value'")
+    return dict(pairs)
 
 
 def metric_key(name: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import lora
 from .errors import SeqtuneError
 
 PREFIX = "checkpoint-"
@@ -44,7 +45,9 @@ def save_model_files(model: torch.nn.Module, folder: Path, tokenizer: Any = None
     `state_dict` replaces the model's own (a sharded model's gathered weights).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "save_pretrained"):
+    if lora.is_peft_model(model):  # the adapters and head (what trains), not the frozen base weights
+        lora.save_adapter(model, folder)
+    elif hasattr(model, "save_pretrained"):
         with quiet_transformers():
             model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     elif state_dict is not None:
@@ -79,12 +82,16 @@ def save_checkpoint(output_dir: Path, step: int, *, model: torch.nn.Module, toke
                     optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None,
                     scaler: dict[str, Any] | None, trainer_state: dict[str, Any], args: dict[str, Any],
                     rng_states: list[dict[str, Any]] | None = None,
-                    full_state: dict[str, torch.Tensor] | None = None, sharded: Path | None = None) -> Path:
+                    full_state: dict[str, torch.Tensor] | None = None, sharded: Path | None = None,
+                    model_only: bool = False) -> Path:
     """Write `output_dir/checkpoint-<step>` atomically: a crash leaves the old set or the new one.
 
     `optimizer`, `scheduler` and `scaler` are state dicts (None: not saved). For a sharded model,
     `full_state` is its gathered weights and `sharded` the folder of shards the ranks wrote.
+    `model_only` (save_only_model): no optimizer, scheduler, scaler or random states, so no resume.
     """
+    if model_only:
+        optimizer = scheduler = scaler = None
     final = output_dir / f"{PREFIX}{step}"
     staging = output_dir / f".tmp-{PREFIX}{step}-{os.getpid()}"
     try:
@@ -96,10 +103,11 @@ def save_checkpoint(output_dir: Path, step: int, *, model: torch.nn.Module, toke
         for name, part in ((OPTIMIZER_FILE, optimizer), (SCHEDULER_FILE, scheduler), (SCALER_FILE, scaler)):
             if part is not None:
                 torch.save(part, staging / name)
-        rng = rng_state()
-        if rng_states and len(rng_states) > 1:
-            rng["ranks"] = rng_states
-        torch.save(rng, staging / RNG_FILE)
+        if not model_only:
+            rng = rng_state()
+            if rng_states and len(rng_states) > 1:
+                rng["ranks"] = rng_states
+            torch.save(rng, staging / RNG_FILE)
         (staging / ARGS_FILE).write_text(json.dumps(args, indent=2, default=str))
         (staging / STATE_FILE).write_text(json.dumps(trainer_state, indent=2, default=float))
         write_manifest(staging)  # last: it describes every file above
@@ -243,6 +251,11 @@ def _manifest(folder: Path) -> dict[str, dict[str, Any]] | None:
     raise ValueError(f"{MANIFEST_FILE} is unreadable (torn or changed after it was written)")
 
 
+def weights_file(folder: Path) -> str:
+    """The weights a checkpoint holds: the whole model, or a LoRA run's adapters and head."""
+    return lora.ADAPTER_FILE if (folder / lora.ADAPTER_FILE).is_file() else MODEL_FILE
+
+
 def damage(folder: Path, hashes: bool = True, only: str | None = None) -> str | None:
     """What is wrong with checkpoint `folder` (a few words naming the file), or None if it is intact.
 
@@ -253,8 +266,10 @@ def damage(folder: Path, hashes: bool = True, only: str | None = None) -> str | 
         files = _manifest(folder)
     except ValueError as err:
         return str(err)
-    needed = [MODEL_FILE, STATE_FILE, SCHEDULER_FILE, RNG_FILE]
-    needed.append(OPTIMIZER_FILE if not (folder / SHARDED_DIR).is_dir() else f"{SHARDED_DIR}/.metadata")
+    needed = [weights_file(folder), STATE_FILE]
+    if files is None or RNG_FILE in files:  # a manifest without random states: a save_only_model checkpoint
+        needed += [SCHEDULER_FILE, RNG_FILE]
+        needed.append(OPTIMIZER_FILE if not (folder / SHARDED_DIR).is_dir() else f"{SHARDED_DIR}/.metadata")
     if only is not None:
         needed = [only] if only in needed else []
         files = {only: files[only]} if files and only in files else {}
@@ -378,11 +393,15 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load `model.safetensors` into `model`; keys missing only because weights are tied are fine."""
     from safetensors.torch import load_file
 
-    path = folder / MODEL_FILE
+    name = lora.ADAPTER_FILE if lora.is_peft_model(model) else MODEL_FILE
+    path = folder / name
     if not path.is_file():
-        raise SeqtuneError(f"{folder} holds no {MODEL_FILE}; it is not a seqtune checkpoint")
-    check_intact(folder, only=MODEL_FILE)  # cached: free when the checkpoint was just written or verified
-    weights = _read(folder, MODEL_FILE, lambda p: load_file(str(p)))
+        raise SeqtuneError(f"{folder} holds no {name}; it is not a seqtune checkpoint of this model")
+    check_intact(folder, only=name)  # cached: free when the checkpoint was just written or verified
+    weights = _read(folder, name, lambda p: load_file(str(p)))
+    if lora.is_peft_model(model):
+        lora.load_adapter_weights(model, folder, weights)
+        return
     own = model.state_dict()
     mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
     unexpected = [k for k in weights if k not in own]
@@ -405,6 +424,12 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     from .state import TrainerState
 
     check_intact(folder)  # cached: free after list_checkpoints verified it
+    args_path = folder / ARGS_FILE
+    saved_args = _read(folder, ARGS_FILE, lambda p: json.loads(p.read_text())) if args_path.is_file() else {}
+    if saved_args.get("save_only_model"):
+        raise SeqtuneError(f"resume: {folder} was saved with save_only_model=True, so it holds the model alone (no "
+                           "optimizer, scheduler or random states) and training cannot continue from it; start a "
+                           "new run from its weights (from_pretrained on the folder)")
     out: dict[str, Any] = {}
     for key, name in (("optimizer", OPTIMIZER_FILE), ("scheduler", SCHEDULER_FILE),
                       ("scaler", SCALER_FILE), ("rng", RNG_FILE)):
@@ -421,6 +446,5 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     if unknown or not isinstance(state.get("global_step"), int):
         raise damaged_error(folder, f"{STATE_FILE} is not a trainer state "
                             f"({f'it has {sorted(unknown)[0]!r}' if unknown else 'no global_step'})")
-    args_path = folder / ARGS_FILE
-    out["args"] = _read(folder, ARGS_FILE, lambda p: json.loads(p.read_text())) if args_path.is_file() else {}
+    out["args"] = saved_args
     return out

@@ -37,6 +37,8 @@ DEFAULTS_HELP = DefaultsHelp
 
 
 def _train_parser(commands) -> None:
+    from .args import OPTIMIZERS, SCHEDULERS  # no torch: a few milliseconds
+
     train = commands.add_parser(
         "train", help="fine-tune a model on a GLUE task or on your files", formatter_class=DEFAULTS_HELP,
         description="Fine-tune a model and report the validation metrics after each epoch. "
@@ -76,10 +78,20 @@ def _train_parser(commands) -> None:
     training.add_argument("--max-steps", type=int, default=-1,
                           help="stop after N optimizer steps (default: no limit: --epochs decides)")
     training.add_argument("--batch-size", type=int, default=8, help="per-device training batch size")
-    training.add_argument("--learning-rate", type=float, default=5e-5, help="peak AdamW learning rate")
+    training.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate")
     training.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     training.add_argument("--warmup-steps", type=float, default=0,
                           help="linear warmup: steps, or a fraction of all steps if < 1")
+    training.add_argument("--warmup-ratio", type=float, default=0.0,
+                          help="warmup as a fraction of all steps (transformers 4's name; --warmup-steps wins)")
+    training.add_argument("--lr-scheduler", choices=SCHEDULERS, default="linear", metavar="SCHEDULE",
+                          help=f"learning-rate schedule after warmup: {', '.join(SCHEDULERS)}")
+    training.add_argument("--lr-scheduler-kwargs", default=None, metavar="JSON",
+                          help='the schedule\'s own options, e.g. \'{"min_lr_rate": 0.1}\' for cosine_with_min_lr')
+    training.add_argument("--optim", choices=OPTIMIZERS, default="adamw_torch_fused",
+                          help="optimizer (adamw_torch_fused: fused AdamW where the device has it)")
+    training.add_argument("--label-smoothing", type=float, default=0.0,
+                          help="label smoothing factor for classification, in [0, 1)")
     training.add_argument("--gradient-accumulation-steps", type=int, default=1,
                           help="micro-batches per optimizer step")
     training.add_argument("--seed", type=int, default=42, help="seed for weights init, order, dropout")
@@ -94,6 +106,25 @@ def _train_parser(commands) -> None:
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")
     training.add_argument("--fsdp", action="store_true",
                           help="under torchrun: shard the model with FSDP2 instead of replicating it (DDP)")
+    training.add_argument("--torch-compile", nargs="?", const="default", default=None, metavar="MODE",
+                          choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                          help="compile the model with torch.compile (MODE: default, reduce-overhead = CUDA "
+                               "graphs per length bucket on a GPU, max-autotune, max-autotune-no-cudagraphs)")
+    large = train.add_argument_group("large models")
+    large.add_argument("--lora", action="store_true",
+                       help="train LoRA adapters (peft) on the attention projections and the head in full; the "
+                            "base weights stay frozen")
+    large.add_argument("--lora-rank", type=int, default=8, help="rank of each LoRA adapter")
+    large.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scale numerator (scale = alpha / rank)")
+    large.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the adapters' input")
+    large.add_argument("--lora-targets", action="append", default=None, metavar="MODULE",
+                       help="layer name to adapt, repeatable (default: the attention projections of the model's "
+                            "family, e.g. q_proj k_proj v_proj o_proj)")
+    large.add_argument("--merge-lora", action="store_true",
+                       help="also write OUTPUT_DIR/merged: the adapters folded into a standard model folder")
+    large.add_argument("--gradient-checkpointing", action="store_true",
+                       help="recompute activations in the backward pass instead of keeping them (less memory, "
+                            "about a third more time per step)")
     evaluation = train.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=int, default=32, help="per-device evaluation batch size")
     checkpoints = train.add_argument_group("checkpoints")

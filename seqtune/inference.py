@@ -12,12 +12,17 @@ from .task import TaskSpec
 
 
 def load_trained(model_dir: str) -> tuple[Any, Any, TaskSpec]:
-    """The model, its tokenizer and its task (how inputs are read and outputs scored)."""
+    """The model, its tokenizer and its task (how inputs are read and outputs scored); a LoRA output folder
+    (adapter_config.json) or a standard model folder (the merged one included)."""
+    from .lora import is_adapter_folder, load_adapter_model
     from .models import load_model_and_tokenizer
 
     folder = Path(model_dir)
+    if is_adapter_folder(folder):  # a LoRA run's folder: its base model, with the adapters folded in
+        model, tokenizer = load_adapter_model(folder, merge=True)
+        return model, tokenizer, TaskSpec.for_model_folder(folder, model.config)
     if not (folder / "config.json").is_file():
-        raise SeqtuneError(f"--model {folder}: not a trained model folder (no config.json)")
+        raise SeqtuneError(f"--model {folder}: not a trained model folder (no config.json, no adapter_config.json)")
     model, tokenizer = load_model_and_tokenizer(str(folder), num_labels=None)
     return model, tokenizer, TaskSpec.for_model_folder(folder, model.config)
 

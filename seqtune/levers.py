@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from . import fastpath
+from .lora import base_model
 
 # Library versions the levers that reach into transformers or torch were proven on (the test suite
 # runs them on the installed versions; pyproject.toml declares the same ranges).
@@ -36,14 +37,16 @@ class Levers:
     pooled_last_layer: bool = False  # the head reads one token: the last layer computes that token only
     folded_clipping: bool = False  # fused AdamW divides by the clip factor in its own pass
     bf16_eval_weights: bool = False  # evaluation under bf16 autocast: weights held as bf16 for the pass
+    aside: str = ""  # not a lever: why levers that would apply stepped aside (said in the header)
 
     def names(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name)]
+        return [f.name for f in fields(self) if getattr(self, f.name) is True]
 
     def describe(self) -> str:
         """One line for the run's header."""
         on = self.names()
-        return "fast paths: " + (", ".join(n.replace("_", " ") for n in on) if on else "none")
+        aside = f" ({self.aside})" if self.aside else ""
+        return "fast paths: " + (", ".join(n.replace("_", " ") for n in on) if on else "none") + aside
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -77,21 +80,26 @@ def choose(model: torch.nn.Module, device: torch.device, autocast_dtype: torch.d
     config = getattr(model, "config", None)
     cpu = device.type == "cpu"
     # Activation checkpointing reruns forwards in backward, outside our contexts: no patched layers then.
-    recomputes = fastpath.recomputes_activations(model)
-    patches_ok = versions["transformers"] and not recomputes and not sharded
+    recomputes = fastpath.recomputes_activations(base_model(model))  # a peft model's own switch is its base's
+    # A compiled model traced our patches (or would recompile for each): it fuses that work itself.
+    compiled = _is_compiled(model)
+    patches_ok = versions["transformers"] and not recomputes and not sharded and not compiled
     cpu_attention = cpu and patches_ok and fastpath.can_use_cpu_attention(model)
     eager = (cpu and patches_ok and not cpu_attention
              and getattr(config, "_attn_implementation", None) == "sdpa" and hasattr(model, "set_attn_implementation"))
     wanted = Levers(
         cpu_attention=cpu_attention,
         eager_attention=eager,
-        cheap_dropout=cpu and not recomputes,
+        cheap_dropout=cpu and not recomputes and not compiled,
         pooled_last_layer=patches_ok and fastpath.pooled_last_layer(model) is not None,
         folded_clipping=versions["torch"] and not sharded,
-        bf16_eval_weights=autocast_dtype == torch.bfloat16 and not sharded,
+        bf16_eval_weights=autocast_dtype == torch.bfloat16 and not sharded and not compiled,
+        aside="gradient checkpointing: patched attention, pooled last layer and cheap dropout step aside"
+        if recomputes and versions["transformers"] else "",
     )
     off = switched_off()
-    return Levers(**{f.name: getattr(wanted, f.name) and f.name not in off for f in fields(Levers)})
+    return Levers(**{f.name: getattr(wanted, f.name) and f.name not in off for f in fields(Levers)
+                     if f.name != "aside"}, aside=wanted.aside)
 
 
 class FastPaths:
@@ -99,8 +107,9 @@ class FastPaths:
     loop, `with fast.pooled():` around the model call in Trainer.compute_loss, and `fast.clip(...)`."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, autocast_dtype: torch.dtype | None,
-                 sharded: bool = False) -> None:
+                 sharded: bool = False, compilation: Any = None) -> None:
         self.model, self.device, self.autocast_dtype, self.sharded = model, device, autocast_dtype, sharded
+        self.compilation = compilation  # a compiled.Compilation: counted in each outermost loop
         self.levers = choose(model, device, autocast_dtype, sharded=sharded)
         self._depth = 0
         self._gate: fastpath.PooledGate | None = None
@@ -126,11 +135,18 @@ class FastPaths:
                 if training and levers.cheap_dropout:
                     stack.enter_context(fastpath.cpu_dropout(self.model))
                 stack.callback(self._unfold)
+                if self.compilation is not None:
+                    stack.enter_context(self.compilation.watching())
             if not training and self.levers.bf16_eval_weights:
                 stack.enter_context(fastpath.bf16_weights(self.model))
             self._depth += 1
             stack.callback(self._leave)
             yield self.levers
+
+    def describe(self) -> str:
+        """One line for the run's header: the levers, and torch.compile when it is on."""
+        compiled = f"; {self.compilation.describe()}" if self.compilation is not None else ""
+        return self.levers.describe() + compiled
 
     @property
     def active(self) -> bool:
@@ -158,6 +174,11 @@ class FastPaths:
             self._folded_into = optimizer
             return fastpath.folded_clip(params, optimizer, max_norm)
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _is_compiled(model: torch.nn.Module) -> bool:
+    """Compiled in place (`model.compile()`, torch_compile=True) or wrapped by `torch.compile(model)`."""
+    return getattr(model, "_compiled_call_impl", None) is not None or type(model).__name__ == "OptimizedModule"
 
 
 _NOTHING = nullcontext()  # reusable: no context object made per micro-batch when the lever is off

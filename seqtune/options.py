@@ -7,6 +7,7 @@ Nothing heavy is imported here: the options are checked before `train` imports t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -43,17 +44,23 @@ RULES: dict[str, Rule] = {
     "warmup_steps": Rule("a whole number of steps >= 0, or a fraction of all steps in [0, 1)", False,
                          lambda v: 0 <= v < 1 or (1 <= v < math.inf and float(v).is_integer())),
     "validation_split": Rule("a fraction between 0 and 1 (both excluded)", False, lambda v: 0 < v < 1),
+    **{name: Rule("a fraction in [0, 1)", False, lambda v: 0 <= v < 1) for name in ("warmup_ratio", "label_smoothing")},
     "max_steps": Rule("a whole number >= 1, or -1 for no limit (then --epochs decides)", True,
                       lambda v: v == -1 or v >= 1),
     "seed": Rule("a whole number from 0 to 2**32 - 1", True, lambda v: 0 <= v < SEED_LIMIT),
+    "lora_rank": _whole_from(1),
+    "lora_alpha": _finite(0, "a finite number > 0"),
+    "lora_dropout": Rule("a fraction in [0, 1)", False, lambda v: 0 <= v < 1),
     **{name: _whole_from(1) for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps",
                                          "save_total_limit", "max_length")},
 }
 # What a text option holds, said when its value is refused (empty, or not text at all).
 TEXTS = {"model": "a hub id or a model folder", "task": "glue/<task>", "label_column": "a column name or 0-based index",
-         "config": "a YAML file", "resume": "true, false or a checkpoint folder"}
+         "config": "a YAML file", "resume": "true, false or a checkpoint folder",
+         "lr_scheduler_kwargs": "a JSON object"}
 LISTS = {"text_column": ("a column name or 0-based index, or a list of one or two", 2),
-         "metric": ("a metric name or a list of them", None)}
+         "metric": ("a metric name or a list of them", None),
+         "lora_targets": ("a layer name or a list of them", None)}
 COLUMNS = {"text_column", "label_column"}  # a YAML number here is a column index, as the flag's "1" would be
 # Options that only the training files use; --task glue/<task> brings its own columns, labels and metrics.
 FILE_ONLY = ("validation", "test", "validation_split", "text_column", "label_column", "task_type", "format",
@@ -150,9 +157,21 @@ def check(action: argparse.Action, value: Any, where: str | None = None) -> Any:
             return value
     elif kind == "number":
         return _number(action, value, where)
+    elif action.dest == "lr_scheduler_kwargs":
+        if isinstance(value, dict):  # a YAML mapping: as the flag's JSON text would give it
+            return json.dumps(value)
+        if isinstance(value, str) and isinstance(_json_object(value), dict):
+            return value
     elif kind == "text" and (isinstance(value, str) and value.strip() or action.dest in COLUMNS and _name(value)):
         return str(value)
     raise _refuse(where, action, value)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _name(value: Any) -> bool:
@@ -207,6 +226,12 @@ def _combinations(options: argparse.Namespace, config_only: set[str], actions: d
                 setattr(options, loser, actions[loser].default)
             else:
                 raise SeqtuneError(message)
+    if not options.lora and (options.merge_lora or options.lora_targets):
+        flag = "--merge-lora" if options.merge_lora else "--lora-targets"
+        raise SeqtuneError(f"{flag} applies to LoRA runs; add --lora")
+    if options.lora and options.fsdp:  # the adapters' saving and resuming are written for whole (DDP) models
+        raise SeqtuneError("--lora with --fsdp is not supported: LoRA trains a small part of the model, so run "
+                           "it replicated (torchrun without --fsdp)")
     if options.task:
         given = [dest for dest in FILE_ONLY if getattr(options, dest) is not None]
         if given:

@@ -14,12 +14,14 @@ from .errors import SeqtuneError
 
 LOCK_FILE = ".seqtune.lock"
 # What a seqtune run writes into its folder (the model folder's own files, reports, trackers' logs).
+# A LoRA run's adapter (seqtune/lora.py) and the merged model it may write beside it.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "classifier_config.json", "merged")
 RUN_MARKERS = ("seqtune.json", "run.json", "all_results.json", "metrics.jsonl")
 OWN_FILES = {*RUN_MARKERS, LOCK_FILE, "model.safetensors", "config.json", "generation_config.json",
              "training_args.json", "trainer_state.json", "report.md", "README.md", "training_curves.png",
              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
              "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
-             "chat_template.jinja", "runs", "mlruns", "wandb"}
+             "chat_template.jinja", "runs", "mlruns", "wandb", *ADAPTER_FILES}
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -74,12 +76,15 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: object) -> None:
 
 
 def clear_old_run(output_dir: Path) -> None:
-    """--overwrite-output-dir, once everything is checked: the old run's checkpoints go (its other files
-    are rewritten by this run); nothing else is touched, and no link is followed."""
+    """--overwrite-output-dir, once everything is checked: the old run's checkpoints go, and so do its LoRA
+    adapter and merged model (a run without LoRA would leave them, and predict would load the old adapter);
+    its other files are rewritten by this run. Nothing else is touched, and no link is followed."""
     if output_dir.is_dir():
         for path in output_dir.iterdir():
-            if _is_checkpoint(path):
+            if _is_checkpoint(path) or (path.name == "merged" and path.is_dir() and not path.is_symlink()):
                 shutil.rmtree(path)
+            elif path.name in ADAPTER_FILES and (path.is_file() or path.is_symlink()):
+                path.unlink()
 
 
 @contextmanager

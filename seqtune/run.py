@@ -87,10 +87,18 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
         per_device_train_batch_size=options.batch_size, per_device_eval_batch_size=options.eval_batch_size,
         learning_rate=options.learning_rate, weight_decay=options.weight_decay,
         warmup_steps=options.warmup_steps if options.warmup_steps < 1 else int(options.warmup_steps),
+        warmup_ratio=options.warmup_ratio, lr_scheduler_type=options.lr_scheduler, optim=options.optim,
+        lr_scheduler_kwargs=options.lr_scheduler_kwargs, label_smoothing_factor=options.label_smoothing,
         gradient_accumulation_steps=options.gradient_accumulation_steps, seed=options.seed,
         bf16=options.bf16, group_by_length=options.group_by_length, use_cpu=options.use_cpu,
         logging_steps=options.logging_steps, disable_tqdm=options.quiet, report_to=options.report_to,
-        fsdp=options.fsdp, keep_model_dtype=options.keep_model_dtype)
+        fsdp=options.fsdp, keep_model_dtype=options.keep_model_dtype,
+        gradient_checkpointing=options.gradient_checkpointing,
+        torch_compile=options.torch_compile is not None,
+        torch_compile_mode=None if options.torch_compile in (None, "default") else options.torch_compile)
+    from .optim import check_scheduler
+
+    check_scheduler(args)  # a schedule missing its options is said before the model and data load
     spec = recipe.spec
     labels = spec.label_names
     if options.resume:
@@ -105,6 +113,11 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
     if options.max_length is not None and positions and options.max_length > positions:
         raise SeqtuneError(f"--max-length {options.max_length} is past the model's {positions} positions; "
                            f"use at most {positions}")
+    if options.lora:
+        from .lora import LoraOptions, apply_lora
+
+        model = apply_lora(model, LoraOptions(options.lora_rank, options.lora_alpha, options.lora_dropout,
+                                              options.lora_targets))
     if options.quiet:
         import datasets
 
@@ -133,6 +146,12 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
                                                      "pearson", "spearmanr"))
     print(f"seqtune: final {recipe.validation} ({len(validation)} examples): {shown}")
     _write_report(output_dir, trainer, spec, tokenized, metrics_log.epoch_seconds, final, validation_output)
+    if options.merge_lora:  # last: merging folds the adapters into the model the trainer holds
+        from .lora import MERGED_DIR, save_merged
+
+        save_merged(trainer.model, output_dir / MERGED_DIR, tokenizer)
+        spec.save(output_dir / MERGED_DIR)
+        print(f"seqtune: merged model (LoRA folded into the weights) in {output_dir / MERGED_DIR}/")
     print(f"seqtune: model, report.md and training_curves.png in {output_dir}/ "
           f"(train time {result.metrics['train_runtime']:.0f} s)")
     return 0
@@ -144,8 +163,10 @@ def _check_same_labels(output_dir: Path, resume: Any, labels: list[str]) -> None
     from . import checkpoint as ckpt
 
     found = [Path(resume)] if isinstance(resume, str) else ckpt.list_checkpoints(output_dir)[-1:]
-    config = found[0] / "config.json" if found else None
-    if config is None or not config.is_file():
+    # A LoRA checkpoint keeps the classifier's config beside the adapter.
+    config = next((found[0] / n for n in ("config.json", "classifier_config.json") if (found[0] / n).is_file()),
+                  None) if found else None
+    if config is None:
         return  # nothing to compare; the resume itself says what is missing
     try:
         saved = json.loads(config.read_text(encoding="utf-8")).get("id2label") or {}

@@ -35,12 +35,13 @@ def _grouped(logs: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def default_logdir(output_dir: Path) -> Path:
-    """output_dir/runs/<Mon01_12-00-00_host>, as PyTorch and transformers name a run; never an existing one."""
+def default_logdir(output_dir: Path, run_name: str | None = None) -> Path:
+    """output_dir/runs/<run_name>, else output_dir/runs/<Mon01_12-00-00_host> as PyTorch and transformers name a
+    run; never an existing one."""
     import socket
     from datetime import datetime
 
-    base = Path(output_dir) / "runs" / f"{datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}"
+    base = Path(output_dir) / "runs" / (run_name or f"{datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}")
     path, n = base, 1
     while path.exists():  # two runs within one second must not share (and mix) a folder
         n += 1
@@ -49,7 +50,8 @@ def default_logdir(output_dir: Path) -> Path:
 
 
 class TensorBoardCallback(TrainerCallback):
-    """Every logged number as a scalar (train/<key>, eval/<key>) under output_dir/runs/<time_host>/."""
+    """Every logged number as a scalar (train/<key>, eval/<key>) in args.logging_dir if set, else under
+    output_dir/runs/<run_name or time_host>/."""
 
     def __init__(self, output_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # fails early, in Trainer(), when it cannot work
@@ -59,15 +61,17 @@ class TensorBoardCallback(TrainerCallback):
         self.log_dir: Path | None = None
         self.writer = None
 
-    def _open(self) -> None:
+    def _open(self, args: Any) -> None:
         # Chosen once: an evaluate() after training writes a new event file into the same run folder.
         if self.log_dir is None:
-            self.log_dir = default_logdir(self.output_dir)
+            logging_dir = getattr(args, "logging_dir", None)
+            self.log_dir = Path(logging_dir) if logging_dir else default_logdir(self.output_dir,
+                                                                               getattr(args, "run_name", None))
         self.writer = self._SummaryWriter(log_dir=str(self.log_dir))
 
     def on_train_begin(self, args, state, control, model: Any = None, **kwargs: Any) -> None:
         if self.writer is None:
-            self._open()
+            self._open(args)
         self.writer.add_text("args", _as_code(json.dumps(args.to_dict(), indent=2, default=str)))
         config = getattr(model, "config", None)
         if hasattr(config, "to_json_string"):
@@ -75,7 +79,7 @@ class TensorBoardCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs: dict | None = None, **kwargs: Any) -> None:
         if self.writer is None:
-            self._open()
+            self._open(args)
         for tag, value in _grouped(_numbers(logs)).items():
             self.writer.add_scalar(tag, value, state.global_step)
         self.writer.flush()
@@ -95,9 +99,10 @@ class MLflowCallback(TrainerCallback):
     """Params once, numbers at every log, in MLflow.
 
     MLFLOW_TRACKING_URI (or mlflow.set_tracking_uri) picks the store; without one, a local file store in
-    output_dir/mlruns, so that nothing leaves the machine (read it with MLFLOW_ALLOW_FILE_STORE=true
-    mlflow ui --backend-store-uri output_dir/mlruns). MLFLOW_EXPERIMENT_NAME picks the experiment.
-    A run the user already started (mlflow.start_run) is logged into and left open.
+    output_dir/mlruns (logging_dir/mlruns when set), so that nothing leaves the machine (read it with
+    MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri output_dir/mlruns). MLFLOW_EXPERIMENT_NAME picks
+    the experiment, run_name names the run. A run the user already started (mlflow.start_run) is logged into
+    and left open.
     """
 
     def __init__(self, output_dir: Path) -> None:
@@ -122,22 +127,23 @@ class MLflowCallback(TrainerCallback):
         else:
             # Our own client rather than mlflow.set_tracking_uri: a global URI would send the next Trainer's
             # run (another output_dir) into this one's store.
-            uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else self.local_store_uri()
+            uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else self.local_store_uri(args)
             self.client = mlflow.MlflowClient(tracking_uri=uri)
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default"
             experiment = self.client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-            run = self.client.create_run(experiment_id, tags={"mlflow.source.name": "seqtune"})
+            run = self.client.create_run(experiment_id, tags={"mlflow.source.name": "seqtune"},
+                                         run_name=getattr(args, "run_name", None))
             self.run_id, self.started = run.info.run_id, True
         self.ended = False
         self._log_params(args.to_dict())
 
-    def local_store_uri(self) -> str:
-        """output_dir/mlruns as a file: URI (MLflow's file store; no server, no database)."""
+    def local_store_uri(self, args: Any = None) -> str:
+        """output_dir/mlruns (logging_dir/mlruns) as a file: URI (MLflow's file store; no server, no database)."""
         # MLflow >= 3.7 refuses its file store unless opted in; the flag only allows it (a user's
         # explicit "false" stays, and MLflow then says how to migrate).
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        path = (self.output_dir / "mlruns").resolve()
+        path = (Path(getattr(args, "logging_dir", None) or self.output_dir) / "mlruns").resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path.as_uri()
 
@@ -180,7 +186,8 @@ class WandbCallback(TrainerCallback):
     """Numbers at every log to Weights & Biases, grouped train/ and eval/ as transformers does.
 
     WANDB_PROJECT names the project (default "seqtune"); WANDB_MODE=offline keeps the run on disk
-    (wandb reads both itself). The run lives under WANDB_DIR if set, else output_dir.
+    (wandb reads both itself). The run lives under WANDB_DIR if set, else logging_dir, else output_dir;
+    run_name names it.
     """
 
     def __init__(self, output_dir: Path) -> None:
@@ -194,10 +201,10 @@ class WandbCallback(TrainerCallback):
     def _setup(self, args: Any) -> None:
         wandb = self._wandb
         if wandb.run is None:
-            run_dir = Path(os.environ.get("WANDB_DIR") or self.output_dir)
+            run_dir = Path(os.environ.get("WANDB_DIR") or getattr(args, "logging_dir", None) or self.output_dir)
             run_dir.mkdir(parents=True, exist_ok=True)  # wandb falls back to a temp folder when it is missing
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "seqtune"), dir=str(run_dir),
-                                  config=args.to_dict())
+                                  config=args.to_dict(), name=getattr(args, "run_name", None))
             self.started = True
         else:  # a run the user started: add the recipe to it, leave it open
             self.run, self.started = wandb.run, False

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from . import batchsize
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .args import TrainingArguments
 from .atomic import write_text
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
+from .compiled import compile_model
 from .data.collate import DataCollatorWithPadding, with_length_buckets
 from .data.sampling import eval_batches, train_batches
 from .device import (
@@ -37,9 +39,12 @@ from .device import (
 )
 from .errors import SeqtuneError
 from .levers import FastPaths
-from .optim import create_optimizer, create_scheduler
+from .loss import check_override, label_smoother, logits_of, model_loss, own_loss, takes_labels_out
+from .models import prepare_model
+from .optim import create_optimizer, create_scheduler, current_lr, step_on_metrics, steps_on_metrics
 from .state import Geometry, Tally, TrainerState
 from .stopping import StopRequests
+from .strategy import set_flags
 
 
 class EvalPrediction(NamedTuple):
@@ -59,24 +64,33 @@ class TrainOutput(NamedTuple):
     metrics: dict[str, float]
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); `deterministic`: transformers' enable_full_determinism too."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:  # TrainingArguments.full_determinism: slower, the same bits on every run
+        os.environ["CUDA_LAUNCH_BLOCKING"] = "1"
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":16:8"
+        os.environ["FLASH_ATTENTION_DETERMINISTIC"] = "1"
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 class Trainer:
     """Fine-tune a sequence classifier. Same arguments as `transformers.Trainer` for what it offers.
 
-    Hooks: `callbacks` (TrainerCallback events, and TrainerControl's flags) and `compute_loss`
-    (override in a subclass; calling `super().compute_loss` keeps the fast paths).
+    Hooks: `callbacks` (TrainerCallback events, and TrainerControl's flags), `compute_loss` (override in a
+    subclass with transformers' signature; calling `super().compute_loss` keeps the fast paths) and
+    `compute_loss_func(outputs, labels, num_items_in_batch=...)`.
     """
 
     def __init__(self, model: torch.nn.Module | None = None, args: TrainingArguments | None = None,
                  data_collator: Callable | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None,
-                 model_init: Callable | None = None, compute_metrics: Callable | None = None,
+                 model_init: Callable | None = None, compute_loss_func: Callable | None = None,
+                 compute_metrics: Callable | None = None,
                  callbacks: Sequence[TrainerCallback] | None = None,
                  optimizers: tuple[Any, Any] = (None, None),
                  preprocess_logits_for_metrics: Callable | None = None, *,
@@ -87,23 +101,29 @@ class Trainer:
             model = model_init()
         self.args = args if args is not None else TrainingArguments()
         self.processing_class = processing_class if processing_class is not None else tokenizer
+        prepare_model(model, self.processing_class, self.args)  # decoder padding, gradient checkpointing
         if data_collator is None:
             data_collator = DataCollatorWithPadding(self.processing_class)
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.preprocess_logits_for_metrics = preprocess_logits_for_metrics
-        self.optimizer, self.lr_scheduler = optimizers
+        self.compute_loss_func, self.label_smoother = compute_loss_func, label_smoother(self.args, model)
+        check_override(type(self))
+        self._given_optimizers = self.optimizer, self.lr_scheduler = optimizers
         self.device = dist.init_from_environment(self.args.use_cpu) or pick_device(self.args.use_cpu)
         self.autocast_dtype = pick_precision(self.device, self.args.bf16, self.args.fp16)
         self.tf32 = False
-        self.data_collator = with_length_buckets(data_collator, length_multiple(self.device, self.autocast_dtype))
         self._weights_note = master_weights(model, self.args.keep_model_dtype)
         self.model = model.to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
+        self.compilation = compile_model(self.model, self.args, self.device)  # None unless torch_compile
+        self.data_collator = with_length_buckets(data_collator, length_multiple(self.device, self.autocast_dtype),
+                                                 self.compilation.buckets(model) if self.compilation else ())
         self.model_wrapped = dist.wrap_model(self.model, self.device, self.args.fsdp)
         self._sharded = dist.is_sharded(self.model_wrapped)
-        self.fast_paths = FastPaths(self.model, self.device, self.autocast_dtype, sharded=self._sharded)
+        self.fast_paths = FastPaths(self.model, self.device, self.autocast_dtype, sharded=self._sharded,
+                                    compilation=self.compilation)
         from .trackers import tracker_callbacks
 
         # Progress, printing and trackers on rank 0 only; the user's callbacks run on every rank, so
@@ -129,15 +149,25 @@ class Trainer:
     def add_callback(self, callback: TrainerCallback) -> None:
         self.callback_handler.add(callback)
 
-    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        """Forward pass; returns (loss, logits). Override for a custom loss.
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        """The loss, or (loss, outputs) with `return_outputs=True`, as transformers; override for a custom loss.
 
-        Here the caller wants nothing but the loss and logits, so the last layer may compute the
-        pooled token alone; an override that calls the model itself gets every position.
+        The model's own loss, or compute_loss_func's, or the label-smoothed one. Only the loss and logits are
+        read here, so the last layer may compute the pooled token alone (also under `super().compute_loss`);
+        an override that calls the model itself gets every position.
         """
+        labels = None
+        if takes_labels_out(inputs, self.label_smoother, self.compute_loss_func):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
         with self.fast_paths.pooled():
             outputs = model(**inputs)
-        return _loss_and_logits(outputs)
+        if labels is not None:
+            loss = own_loss(outputs, labels, self.label_smoother, self.compute_loss_func, num_items_in_batch)
+        else:
+            loss = model_loss(outputs, "labels" in inputs)
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float]) -> None:
         logs = {**logs, "epoch": round(self.state.epoch, 4), "step": self.state.global_step}
@@ -146,28 +176,46 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: bool | str | None = None) -> TrainOutput:
-        """Train on `train_dataset`; `resume_from_checkpoint=True` continues the newest checkpoint."""
-        args, world, accumulation = self.args, dist.world_size(), self.args.gradient_accumulation_steps
+        """Train on `train_dataset`; `resume_from_checkpoint=True` continues the newest checkpoint.
+
+        With push_to_hub, the hub and a token are checked first and the final model uploaded at the end.
+        """
+        from .hub import check_hub, push_final_model
+
         if self.train_dataset is None:
             raise SeqtuneError("Trainer.train() needs a train_dataset")
+        check_hub(self.args)  # offline: one sentence now, not after the run
+        if batchsize.applies(self.args, self.device):  # auto_find_batch_size on a GPU
+            output = batchsize.train_halving(self, lambda: self._train(resume_from_checkpoint))
+        else:
+            output = self._train(resume_from_checkpoint)
+        if self.args.push_to_hub:
+            self._print(f"seqtune: uploaded the final model: {push_final_model(self)}")
+        return output
+
+    def _train(self, resume_from_checkpoint: bool | str | None) -> TrainOutput:
+        args, world, accumulation = self.args, dist.world_size(), self.args.gradient_accumulation_steps
         resume_dir = self._resume_dir(resume_from_checkpoint)
         ckpt.remove_stale_staging(self.output_dir)
-        set_seed(args.seed)
+        set_seed(args.seed, args.full_determinism)
         dataset, lengths = self._prepare(self.train_dataset, "train_dataset")
         self._set_precision(lengths, args.per_device_train_batch_size)
         plan = self._geometry(len(lengths))
         tally = self._start_run(plan, len(lengths), resume_dir)
         state, model = self.state, self.model_wrapped
         start_time, start_step = time.perf_counter(), state.global_step
-        with self.fast_paths.loop(training=True) as levers, self.stops.watching(lambda: state.global_step):
-            self._print_header(plan, len(lengths), levers.describe())
+        with self.fast_paths.loop(training=True), self.stops.watching(lambda: state.global_step):
+            self._print_header(plan, len(lengths), self.fast_paths.describe())
             model.train()
             self._fire("on_train_begin")
+            if args.eval_on_start:  # a sanity check of the evaluation before any step, as transformers
+                self.evaluate()
             while (state.epoch_index < plan.num_epochs and state.global_step < plan.max_steps
                    and not self.control.should_training_stop):
                 # The epoch's per-device batches depend on (seed, epoch, batch size) only; each rank takes
                 # every world-th one from where the run stands, so any world size resumes at the same batch.
-                batches = train_batches(lengths, args.per_device_train_batch_size, args.seed, state.epoch_index,
+                batches = train_batches(lengths, args.per_device_train_batch_size,
+                                        args.seed if args.data_seed is None else args.data_seed, state.epoch_index,
                                         args.group_by_length, args.dataloader_drop_last)
                 start = state.batches_seen_in_epoch
                 mine = dist.rank_batches(batches, start)
@@ -176,7 +224,7 @@ class Trainer:
                     last_micro = (i + 1) % accumulation == 0 or i + 1 == len(mine)
                     with dist.no_sync(model, sync=last_micro):  # forward and backward
                         with self._autocast():
-                            loss, _ = self.compute_loss(model, self._to_device(inputs))
+                            loss = self.compute_loss(model, self._to_device(inputs))
                         loss = loss / accumulation
                         tally.scaler.scale(loss).backward()
                     tally.add(loss.detach(), state.global_step + 1)
@@ -187,7 +235,7 @@ class Trainer:
                     state.global_step += 1
                     state.steps_since_log += 1
                     state.epoch = state.epoch_index + state.batches_seen_in_epoch / len(batches)
-                    self._set_flags(end_of_epoch=i + 1 == len(mine))
+                    set_flags(args, state, self.control, end_of_epoch=i + 1 == len(mine))
                     self._fire("on_step_end")
                     self._log_evaluate_save(tally)  # each as due, or as a callback asked
                     if self.control.should_training_stop:
@@ -218,6 +266,7 @@ class Trainer:
             self.optimizer = create_optimizer(self.model_wrapped, args, self.device, allow_fused=not self._sharded)
         if self.lr_scheduler is None:
             self.lr_scheduler = create_scheduler(self.optimizer, args, plan.max_steps)
+        self._metric_schedule = steps_on_metrics(self.lr_scheduler)
         self.state = TrainerState(max_steps=plan.max_steps, num_train_epochs=plan.num_epochs,
                                   train_batch_size=args.per_device_train_batch_size, num_examples=num_examples,
                                   world_size=dist.world_size())
@@ -250,29 +299,9 @@ class Trainer:
                                                    tally.scaler.is_enabled())
         tally.scaler.step(self.optimizer)
         tally.scaler.update()
-        self.lr_scheduler.step()
+        if not self._metric_schedule:  # ReduceLROnPlateau and GreedyLR step after each evaluation instead
+            self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-
-    def _set_flags(self, end_of_epoch: bool) -> None:
-        """What the strategies ask of this step, before on_step_end (where callbacks may ask more)."""
-        args, control, step = self.args, self.control, self.state.global_step
-        done = step >= self.state.max_steps
-        control.should_log |= (self._due(args.logging_strategy, args.logging_steps, end_of_epoch) or done
-                               or (args.logging_first_step and step == 1))
-        control.should_evaluate |= self._due(args.eval_strategy, args.eval_steps, end_of_epoch) or (
-            done and args.eval_strategy == "epoch")
-        # The last step is always kept (nothing lost), whatever the strategy but "no".
-        control.should_save |= self._due(args.save_strategy, args.save_steps, end_of_epoch) or (
-            done and args.save_strategy != "no")
-        control.should_training_stop |= done
-
-    def _due(self, strategy: str, every: float, end_of_epoch: bool) -> bool:
-        if strategy == "epoch":
-            return end_of_epoch
-        if strategy == "steps":
-            interval = max(1, math.ceil(every * self.state.max_steps)) if every < 1 else int(every)
-            return self.state.global_step % interval == 0
-        return False
 
     def _log_evaluate_save(self, tally: Tally) -> None:
         """Act on TrainerControl's flags, in transformers' order (log, evaluate, save), then lower them."""
@@ -285,7 +314,7 @@ class Trainer:
             logs: dict[str, float] = {}
             if state.steps_since_log:
                 logs["loss"] = round(dist.mean_across_ranks(tally.loss_since_log).item() / state.steps_since_log, 6)
-            logs["learning_rate"] = self.lr_scheduler.get_last_lr()[0]
+            logs["learning_rate"] = current_lr(self.optimizer, self.lr_scheduler)
             if tally.grad_norm is not None:
                 norm = tally.grad_norm
                 logs["grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
@@ -296,6 +325,7 @@ class Trainer:
         if control.should_evaluate:
             control.should_evaluate = False
             metrics = self.evaluate()
+            step_on_metrics(self.lr_scheduler, self.args, metrics)
         if control.should_save:
             control.should_save = False
             self._check_finite(tally)
@@ -319,6 +349,8 @@ class Trainer:
         metrics = {"train_runtime": round(runtime, 4), "train_samples_per_second": round(samples_run / runtime, 3),
                    "train_steps_per_second": round(steps_run / runtime, 3), "train_loss": train_loss}
         self.log(metrics)
+        if self.compilation is not None:
+            self._print(self.compilation.describe_costs())
         if args.load_best_model_at_end and state.best_model_checkpoint:
             self._print(f"seqtune: loading the best model from {state.best_model_checkpoint} "
                         f"({args.metric_for_best_model}={state.best_metric})")
@@ -351,7 +383,7 @@ class Trainer:
                 optimizer=None if self._sharded else self.optimizer.state_dict(),
                 scheduler=self.lr_scheduler.state_dict(), scaler=scaler.state_dict() if scaler.is_enabled() else None,
                 trainer_state=dataclasses.asdict(state), args=args.to_dict(), rng_states=rng_states,
-                full_state=full_state, sharded=sharded)
+                full_state=full_state, sharded=sharded, model_only=args.save_only_model)
             ckpt.rotate_checkpoints(self.output_dir, args.save_total_limit, keep=(state.best_model_checkpoint,))
         dist.barrier()
         self._fire("on_save")
@@ -428,7 +460,8 @@ class Trainer:
                                        "label/labels (as 'labels'): pass a data_collator that keeps it")
                 inputs = self._to_device(batch)
                 with self._autocast():
-                    loss, logits = self.compute_loss(model, inputs)
+                    loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                logits = logits_of(outputs, has_loss=loss is not None)
                 if self.preprocess_logits_for_metrics is not None:
                     logits = self.preprocess_logits_for_metrics(logits, labels[0] if labels else None)
                 n = len(inputs["input_ids"]) if "input_ids" in inputs else len(logits)
@@ -498,15 +531,20 @@ class Trainer:
     def _loader(self, dataset: Any, batches: list[list[int]]) -> torch.utils.data.DataLoader:
         # A generator of its own: a DataLoader otherwise draws its worker seed from the global RNG,
         # so a resumed run (which builds one more loader) would get other dropout masks.
+        args = self.args
+        workers = {"persistent_workers": args.dataloader_persistent_workers,
+                   "prefetch_factor": args.dataloader_prefetch_factor,
+                   "multiprocessing_context": args.dataloader_multiprocessing_context}
+        workers = workers if args.dataloader_num_workers else {}  # DataLoader refuses them without workers
         return torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches, collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.args.seed))
+            dataset, batch_sampler=batches, collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory and self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(args.seed), **workers)
 
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                for k, v in inputs.items()
-                if k in self._forward_args or "kwargs" in self._forward_args}
+        moved = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                 for k, v in inputs.items() if k in self._forward_args or "kwargs" in self._forward_args}
+        return self.compilation.prepare(moved, self.model.training) if self.compilation else moved
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -535,15 +573,6 @@ def _recipe(state: TrainerState, accumulation: int) -> dict[str, int]:
     return {"training examples": state.num_examples, "batch size": state.train_batch_size,
             "effective batch (batch x processes x accumulation)": state.train_batch_size * state.world_size
             * accumulation}
-
-
-def _loss_and_logits(outputs: Any) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Accept a transformers ModelOutput, a dict, or a (loss, logits) tuple."""
-    if isinstance(outputs, dict):  # ModelOutput is a dict too
-        return outputs.get("loss"), outputs["logits"]
-    if isinstance(outputs, (tuple, list)):
-        return (outputs[0], outputs[1]) if len(outputs) > 1 else (None, outputs[0])
-    return None, outputs
 
 
 def _to_numpy(logits: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     torchrun --nproc_per_node=2 dist_worker.py OUT [--max-steps N] [--accumulation K] [--resume]
                                                [--fail-at-step S --fail-rank R] [--predict-only] [--fsdp]
+                                               [--gradient-checkpointing]
 """
 
 import argparse
@@ -29,6 +30,7 @@ parser.add_argument("--fail-rank", type=int, default=1)
 parser.add_argument("--sigterm-at-step", type=int, default=-1, help="this rank sends itself SIGTERM then")
 parser.add_argument("--predict-only", action="store_true")
 parser.add_argument("--fsdp", action="store_true")
+parser.add_argument("--gradient-checkpointing", action="store_true")
 options = parser.parse_args()
 
 
@@ -49,7 +51,7 @@ args = TrainingArguments(options.output_dir, max_steps=options.max_steps, per_de
                          gradient_accumulation_steps=options.accumulation, per_device_eval_batch_size=4,
                          learning_rate=3e-3, lr_scheduler_type="constant", logging_steps=2,
                          save_strategy="steps", save_steps=options.max_steps, disable_tqdm=True,
-                         bf16=False, seed=5, fsdp=options.fsdp)
+                         bf16=False, seed=5, fsdp=options.fsdp, gradient_checkpointing=options.gradient_checkpointing)
 model = tiny_bert(vocab_size=64, seed=11, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 trainer = Trainer(model, args, train_dataset=toy_rows(64, seed=1), compute_metrics=accuracy, callbacks=[FailAt()])
 if not options.predict_only:

@@ -55,3 +55,32 @@ def test_eval_steps_defaults_to_logging_steps_and_best_metric_direction():
                              save_steps=40, load_best_model_at_end=True)
     assert args.eval_steps == 20 and args.metric_for_best_model == "loss" and args.greater_is_better is False
     assert TrainingArguments("out", metric_for_best_model="f1").greater_is_better is True
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"warmup_ratio": 1.0}, "warmup_ratio must be in [0, 1), got 1.0"),
+    ({"label_smoothing_factor": -0.1}, "label_smoothing_factor must be in [0, 1), got -0.1"),
+    ({"eval_delay": -1}, "eval_delay must be >= 0, got -1"),
+    ({"data_seed": -3}, "data_seed must be a whole number >= 0, got -3"),
+    ({"enable_jit_checkpoint": False}, "enable_jit_checkpoint=False is not supported by seqtune, which always does it"),
+    ({"restore_callback_states_from_checkpoint": False}, "restore_callback_states_from_checkpoint=False is not"),
+    ({"train_sampling_strategy": "sequential"}, "train_sampling_strategy='sequential' is not one of 'random', "
+                                                "'group_by_length'"),
+    ({"hub_strategy": "sometimes"}, "hub_strategy='sometimes' is not one of 'end', 'every_save'"),
+    ({"lr_scheduler_kwargs": [1]}, "lr_scheduler_kwargs must be a dict, got [1]"),
+])
+def test_invalid_extra_arguments_name_the_argument(kwargs, message):
+    with pytest.raises(SeqtuneError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        TrainingArguments("out", **kwargs)
+
+
+def test_transformers_5_names_map_onto_seqtune():
+    from transformers.trainer_utils import SchedulerType
+
+    args = TrainingArguments("out", train_sampling_strategy="random", lr_scheduler_type=SchedulerType.COSINE,
+                             activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": True})
+    assert args.group_by_length is False and args.lr_scheduler_type == "cosine"
+    assert args.gradient_checkpointing is True and args.gradient_checkpointing_kwargs == {"use_reentrant": True}
+    assert TrainingArguments("out", train_sampling_strategy="group_by_length", group_by_length=False).group_by_length
+    assert TrainingArguments("out", hub_token="hf_x").to_dict()["hub_token"] == "<HUB_TOKEN>"
+    assert "hf_x" not in repr(TrainingArguments("out", hub_token="hf_x"))

@@ -27,7 +27,7 @@ def test_help_says_each_default_once_in_words(command):
         if action.help:
             assert " ".join(subparser._get_formatter()._expand_help(action).split()).count("default") <= 1, action
     if command == "train":
-        assert "peak AdamW learning rate (default: 5e-05)" in text
+        assert "peak learning rate (default: 5e-05)" in text
         assert "--no-group-by-length plain random batches (default: batches of similar length" in text
         assert "(default: detected from the first rows)" in text
 

@@ -131,3 +131,12 @@ def test_fsdp2_matches_ddp_saves_shards_and_resumes(two_process_run, tmp_path):
     assert rest.returncode == 0, why(rest)
     assert "resumed from" in rest.stdout
     assert_close(weights(tmp_path / "resumed"), weights(ddp))
+
+
+@pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp2"])
+def test_gradient_checkpointing_matches_the_run_without(two_process_run, tmp_path, sharding):
+    ddp, _ = two_process_run
+    result = launch(2, tmp_path, "--gradient-checkpointing", *sharding)
+    assert result.returncode == 0, why(result)
+    assert "(gradient checkpointing: patched attention" in result.stdout
+    assert_close(weights(tmp_path), weights(ddp))

@@ -108,16 +108,16 @@ def test_a_compute_loss_that_calls_the_model_itself_gets_every_position(tmp_path
     original = fastpath._pooled_layer_forward
     monkeypatch.setattr(fastpath, "_pooled_layer_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
 
-    class ReadsHiddenStates(Trainer):
-        def compute_loss(self, model, inputs):
+    class ReadsHiddenStates(Trainer):  # transformers' signature and return convention
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs, output_hidden_states=True)
             self.widths.append(outputs.hidden_states[-1].shape[1])
-            return outputs.loss, outputs.logits
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     class CallsSuper(Trainer):
-        def compute_loss(self, model, inputs):
-            loss, logits = super().compute_loss(model, inputs)
-            return loss * 1.0, logits
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
+            return (loss * 1.0, outputs) if return_outputs else loss * 1.0
 
     rows = toy_rows(12)
     model = tiny_bert(vocab_size=64).eval()

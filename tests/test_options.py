@@ -68,6 +68,7 @@ BAD_TRAIN = [
     (["--text-column="], "--text-column"), (["--label-column", " "], "--label-column"),
     (["--output-dir="], "--output-dir"), (["--model="], "--model"), (["--metric", "nope"], "--metric"),
     (["--save-strategy", "sometimes"], "--save-strategy"), (["--epochz", "3"], "--epochz"),
+    (["--torch-compile", "fastest"], "--torch-compile"),
 ]
 
 

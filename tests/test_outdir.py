@@ -117,3 +117,14 @@ def test_a_saved_model_folder_is_someone_elses_even_with_our_file_names(files, t
     assert _train(files, tiny_model_dir, theirs) == 2
     assert "holds files that are not a seqtune run's (README.md, config.json" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
+
+
+def test_overwriting_a_lora_run_leaves_no_old_adapter_for_predict_to_load(files, tiny_model_dir, capsys):
+    out = files / "run"
+    assert _train(files, tiny_model_dir, out, "--lora", "--merge-lora") == 0
+    assert (out / "adapter_config.json").is_file() and (out / "merged").is_dir()
+    (out / "notes.txt").write_text("mine")  # the user's own file stays
+    assert _train(files, tiny_model_dir, out, "--overwrite-output-dir") == 0
+    left = {p.name for p in out.iterdir()}
+    assert not left & {"adapter_config.json", "adapter_model.safetensors", "classifier_config.json", "merged"}
+    assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"

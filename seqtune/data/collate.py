@@ -28,8 +28,16 @@ class DataCollatorWithPadding:
         self.tokenizer = tokenizer
         self.pad_to_multiple_of = pad_to_multiple_of
         self.padding = padding
-        self.pad_token_id = getattr(tokenizer, "pad_token_id", None) or 0
-        self.padding_side = getattr(tokenizer, "padding_side", "right")
+
+    # Read from the tokenizer at each call, as transformers' tokenizer.pad does: a pad token chosen after
+    # this collator was made (seqtune.models.set_padding for a decoder without one) counts.
+    @property
+    def pad_token_id(self) -> int:
+        return getattr(self.tokenizer, "pad_token_id", None) or 0
+
+    @property
+    def padding_side(self) -> str:
+        return getattr(self.tokenizer, "padding_side", "right")
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         first = features[0]
@@ -42,6 +50,9 @@ class DataCollatorWithPadding:
         width = max(lengths)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        buckets = getattr(self, "length_buckets", None)  # set by with_length_buckets for CUDA graphs
+        if buckets and width <= buckets[-1]:
+            width = next(bucket for bucket in buckets if bucket >= width)
         batch: dict[str, torch.Tensor] = {}
         for key, value in first.items():
             if key in LABEL_KEYS:
@@ -84,10 +95,13 @@ def _labels(values: list) -> torch.Tensor:
     return torch.tensor(values)
 
 
-def with_length_buckets(collator: Any, multiple: int | None) -> Any:
-    """Our collator padding to a multiple of `multiple` (a copy; the caller's object is left alone).
-    None or 1 leaves it as it is; so does a collator that is not ours or has its own multiple."""
-    if (multiple or 1) > 1 and isinstance(collator, DataCollatorWithPadding) and collator.pad_to_multiple_of is None:
+def with_length_buckets(collator: Any, multiple: int | None, buckets: Sequence[int] = ()) -> Any:
+    """Our collator padding to a multiple of `multiple`, then up to the first of `buckets` that holds
+    the batch (a copy; the caller's object is left alone). None or 1 and no buckets leave it as it is;
+    so does a collator that is not ours, or one with its own multiple."""
+    if ((multiple or 1) > 1 or buckets) and isinstance(collator, DataCollatorWithPadding) and (
+            collator.pad_to_multiple_of is None):
         collator = copy.copy(collator)
-        collator.pad_to_multiple_of = multiple
+        collator.pad_to_multiple_of = multiple if (multiple or 1) > 1 else None
+        collator.length_buckets = tuple(sorted(buckets))
     return collator

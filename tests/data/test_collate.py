@@ -59,3 +59,11 @@ def test_length_buckets_round_our_collator_only():
     assert with_length_buckets(own_multiple, 8) is own_multiple
     foreign = lambda rows: rows
     assert with_length_buckets(foreign, 8) is foreign
+
+
+def test_a_pad_token_chosen_after_the_collator_was_made_counts():
+    tokenizer = FakeTokenizer()
+    tokenizer.pad_token_id = None  # a decoder's tokenizer: no pad yet
+    collator = DataCollatorWithPadding(tokenizer)
+    tokenizer.pad_token_id, tokenizer.padding_side = 50, "left"  # what seqtune.models.set_padding may choose
+    assert collator(ROWS)["input_ids"].tolist() == [[1, 2, 3], [50, 1, 2]]
