@@ -106,8 +106,12 @@ def profile_side(side: str, steps: int, profiled: int, compile_mode: str | None 
 
     if compile_mode is None:  # hooks inside a compiled call would be traced into its graph
         markers = []
-        model.register_forward_pre_hook(lambda module, args: markers.append(record_function("bench::forward"))
-                                        or markers[-1].__enter__())
+
+        def enter(module, args):  # returns None: a pre-hook's return value would replace the inputs
+            markers.append(record_function("bench::forward"))
+            markers[-1].__enter__()
+
+        model.register_forward_pre_hook(enter)
         model.register_forward_hook(lambda module, args, output: markers.pop().__exit__(None, None, None))
     common = dict(per_device_train_batch_size=8, learning_rate=5e-5, max_steps=steps, save_strategy="no",
                   logging_steps=10_000, report_to="none", disable_tqdm=True, torch_compile=compile_mode is not None,

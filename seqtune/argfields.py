@@ -30,6 +30,14 @@ class Arg:
     default: Any = _NO_DEFAULT  # refused only: the value accepted silently (transformers' default)
     own_default: bool = False  # implemented with a default of seqtune's own (the text says which and why)
     origin: str = TRANSFORMERS
+    # refused only: other spellings transformers' __post_init__ reads as the default (False for "no", ...)
+    aliases: tuple[Any, ...] = ()
+
+    def is_default(self, value: Any) -> bool:
+        """`value` is the default, or a spelling of it that transformers reads as the default."""
+        if same(value, self.default) or any(type(value) is type(a) and value == a for a in self.aliases):
+            return True
+        return self.name == "accelerator_config" and _default_accelerator_config(value)
 
     def refusal(self, value: Any) -> SeqtuneError:
         """The one sentence for this refused name set to `value`."""
@@ -42,12 +50,13 @@ def ok(name: str, text: str = "as transformers", *, own_default: bool = False, o
     return Arg(name, True, text, own_default=own_default, origin=origin)
 
 
-def no(name: str, default: Any, text: str, *, origin: str = TRANSFORMERS) -> Arg:
-    return Arg(name, False, text, default=default, origin=origin)
+def no(name: str, default: Any, text: str, *, origin: str = TRANSFORMERS, aliases: tuple[Any, ...] = ()) -> Arg:
+    return Arg(name, False, text, default=default, origin=origin, aliases=aliases)
 
 
 _GC = "activations recomputed in the backward pass (seqtune/models.py); fast paths that rely on them step aside"
-_COMPILE = "torch.compile with shapes bounded by the length buckets (seqtune/compiled.py)"
+_COMPILE = ("torch.compile of the model in place, with dynamic batch and length dimensions: one compilation for "
+            "training, one for evaluation; CUDA-graph modes pad batches to length buckets (seqtune/compiled.py)")
 _DDP = "seqtune's DDP sets this itself (see docs/scaling.md)"
 
 ARGS: tuple[Arg, ...] = (
@@ -99,7 +108,7 @@ ARGS: tuple[Arg, ...] = (
     no("log_on_each_node", True, "rank 0 alone prints and logs"),
     no("logging_nan_inf_filter", True, "seqtune stops at a NaN or infinite loss and names the last good "
                                        "checkpoint, so there is nothing to filter"),
-    no("include_num_input_tokens_seen", "no", "the number of tokens is not tracked"),
+    no("include_num_input_tokens_seen", "no", "the number of tokens is not tracked", aliases=(False,)),
     no("log_level", "passive", "seqtune prints its own progress; set transformers' verbosity with "
                                "transformers.logging.set_verbosity_info() and the like"),
     no("log_level_replica", "warning", "only rank 0 prints"),
@@ -231,7 +240,7 @@ def check_refused(values: dict[str, Any]) -> None:
     """A SeqtuneError for the first refused name set to something other than its default."""
     for arg in REFUSED:
         value = values.get(arg.name, arg.default)
-        if not same(value, arg.default):
+        if not arg.is_default(value):
             raise arg.refusal(value)
 
 
@@ -259,9 +268,22 @@ def markdown() -> str:
              "| name | from | seqtune | notes |", "| --- | --- | --- | --- |"]
     for arg in ARGS:
         status = "implemented" + (" (own default)" if arg.own_default else "") if arg.implemented else \
-            f"refused unless `{_shown(arg.default)}`"
+            f"refused unless `{_shown(arg.default)}`" + "".join(f" or `{_shown(a)}`" for a in arg.aliases)
         lines.append(f"| `{arg.name}` | {arg.origin} | {status} | {arg.text.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def _default_accelerator_config(value: Any) -> bool:
+    """transformers turns accelerator_config=None into AcceleratorConfig(): that object, or its dict, is the default."""
+    if not isinstance(value, dict) and type(value).__name__ != "AcceleratorConfig":
+        return False
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    default = dataclasses.asdict(AcceleratorConfig())
+    try:
+        return (dict(value) if isinstance(value, dict) else dataclasses.asdict(value)) == default
+    except TypeError:
+        return False
 
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "arguments.md"

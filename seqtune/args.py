@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,17 @@ OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad",
 REPORTERS = ("none", "all", "tensorboard", "wandb", "mlflow")
 HUB_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 SAMPLING = ("random", "group_by_length")
+FSDP_WORDS = ("full_shard", "auto_wrap")  # transformers' FSDPOption words that FSDP2's fully_shard does
+# The keyword arguments of torch.utils.checkpoint.checkpoint (preserve_rng_state through its **kwargs).
+CHECKPOINT_KWARGS = {"use_reentrant": "True, False or None", "preserve_rng_state": "True or False",
+                     "determinism_check": "'default' or 'none'", "debug": "True or False",
+                     "context_fn": "a function", "early_stop": "True or False"}
+PATH_FIELDS = ("output_dir", "logging_dir", "resume_from_checkpoint")  # also a pathlib.Path, kept as its text
+OWN_TYPE_CHECK = ("label_names",)  # checked with a message of its own
+# What each annotation word takes, as the one sentence says it.
+KINDS = {"None": "None", "bool": "True or False", "int": "a whole number", "float": "a number", "str": "a string",
+         "list[str]": "a list of strings", "dict[str, Any]": "a dict"}
+_NO_FIT = object()
 
 
 def _plain(value: Any) -> Any:
@@ -73,7 +87,7 @@ class TrainingArguments:
     use_cpu: bool = False
     dataloader_num_workers: int = 0
     dataloader_drop_last: bool = False
-    report_to: str | list[str] = "none"
+    report_to: str | list[str] | None = "none"
     disable_tqdm: bool = False
     # seqtune default True (transformers: False): batches of similar length, in a random order.
     group_by_length: bool = True
@@ -85,7 +99,7 @@ class TrainingArguments:
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
     # FSDP2 (torch.distributed.fsdp.fully_shard) under torchrun: True, or transformers' "full_shard".
-    fsdp: bool | str | None = None
+    fsdp: bool | str | list[str] | None = None
     lr_scheduler_kwargs: dict[str, Any] | str | None = None
     # transformers 4's spelling of a fractional warmup (5: warmup_steps < 1); warmup_steps wins when both are set.
     warmup_ratio: float = 0.0
@@ -95,7 +109,7 @@ class TrainingArguments:
     label_smoothing_factor: float = 0.0
     # transformers 5's name for gradient_checkpointing(_kwargs), which it overrides when set.
     activation_checkpointing: bool | None = None
-    activation_checkpointing_kwargs: dict[str, Any] | None = None
+    activation_checkpointing_kwargs: dict[str, Any] | str | None = None
     auto_find_batch_size: bool = False
     run_name: str | None = None
     logging_dir: str | None = None  # transformers 4: TensorBoard's folder (default output_dir/runs/<time_host>)
@@ -135,7 +149,7 @@ class TrainingArguments:
     # Activations recomputed in backward instead of kept (seqtune.models.enable_gradient_checkpointing);
     # the kwargs go to torch.utils.checkpoint (default use_reentrant=False, as transformers).
     gradient_checkpointing: bool = False
-    gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    gradient_checkpointing_kwargs: dict[str, Any] | str | None = None
 
     def __post_init__(self) -> None:
         if self.evaluation_strategy is not None:
@@ -146,6 +160,9 @@ class TrainingArguments:
             )
             self.eval_strategy = self.evaluation_strategy
             self.evaluation_strategy = None
+        if self.output_dir is None:  # as transformers
+            self.output_dir = "trainer_output"
+        self._check_types()
         check_refused({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         for name in ("eval_strategy", "logging_strategy", "save_strategy", "lr_scheduler_type", "optim",
                      "hub_strategy"):
@@ -169,8 +186,13 @@ class TrainingArguments:
                 )
         if self.eval_steps is None:
             self.eval_steps = self.logging_steps
+        for name in ("num_train_epochs", "learning_rate", "weight_decay", "adam_epsilon", "eval_delay"):
+            if not math.isfinite(getattr(self, name)):
+                raise SeqtuneError(f"TrainingArguments: {name} must be a finite number, got {getattr(self, name)!r}")
         for name in ("logging_steps", "eval_steps", "save_steps"):
             self._check_positive(name)
+        if not 0 <= self.seed < 2**32:
+            raise SeqtuneError(f"TrainingArguments: seed must be a whole number in [0, 2**32), got {self.seed!r}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
                      "gradient_accumulation_steps"):
             value = getattr(self, name)
@@ -223,13 +245,14 @@ class TrainingArguments:
                     f"(got save_strategy={self.save_strategy!r}, eval_strategy={self.eval_strategy!r}) and, "
                     "for 'steps', save_steps a multiple of eval_steps"
                 )
-        self.fsdp = bool(self.fsdp)
+        self._check_fsdp()
         if self.metric_for_best_model is None and (self.load_best_model_at_end
                                                    or self.lr_scheduler_type in METRIC_SCHEDULERS):
             self.metric_for_best_model = "loss"
         if self.metric_for_best_model is not None and self.greater_is_better is None:
             self.greater_is_better = greater_is_better_for(self.metric_for_best_model)
-        if self.label_names is not None and (isinstance(self.label_names, str) or not self.label_names):
+        if self.label_names is not None and (not isinstance(self.label_names, (list, tuple)) or not self.label_names
+                                             or not all(isinstance(n, str) for n in self.label_names)):
             raise SeqtuneError(f"TrainingArguments: label_names must be a non-empty list of input names, "
                                f"got {self.label_names!r}")
 
@@ -244,10 +267,16 @@ class TrainingArguments:
         if self.lr_scheduler_kwargs is not None and not isinstance(self.lr_scheduler_kwargs, dict):
             raise SeqtuneError("TrainingArguments: lr_scheduler_kwargs must be a dict, "
                                f"got {self.lr_scheduler_kwargs!r}")
+        check_scheduler_kwargs(self.lr_scheduler_kwargs or {})
         if self.lr_scheduler_type in METRIC_SCHEDULERS and self.eval_strategy == "no":
             raise SeqtuneError(f"TrainingArguments: lr_scheduler_type={self.lr_scheduler_type!r} steps on evaluation "
                                "metrics, so it needs an eval_strategy other than 'no'")
-        parse_optim_args(self.optim_args)
+        if self.optim_args and self.optim in ("sgd", "adagrad", "rmsprop"):
+            from .optim import check_optim_args  # torch builds the optimizer once, on a throwaway parameter
+
+            check_optim_args(self)
+        else:
+            parse_optim_args(self.optim_args)
         for name in ("warmup_ratio", "label_smoothing_factor"):
             if not 0 <= getattr(self, name) < 1:
                 raise SeqtuneError(f"TrainingArguments: {name} must be in [0, 1), got {getattr(self, name)!r}")
@@ -257,9 +286,9 @@ class TrainingArguments:
             warnings.warn(f"warmup_steps={self.warmup_steps} and warmup_ratio={self.warmup_ratio} are both set; "
                           "warmup_steps wins (as in transformers)", UserWarning, stacklevel=4)
         for name in ("enable_jit_checkpoint", "restore_callback_states_from_checkpoint"):
-            if not getattr(self, name):
-                raise SeqtuneError(f"TrainingArguments: {name}=False is not supported by seqtune, which always "
-                                   f"does it (see docs/arguments.md)")
+            if getattr(self, name) is not True:
+                raise SeqtuneError(f"TrainingArguments: {name}={getattr(self, name)!r} is not supported by seqtune, "
+                                   "which always does it (see docs/arguments.md)")
         if self.push_to_hub and not self.hub_model_id:
             raise SeqtuneError("TrainingArguments: push_to_hub=True needs hub_model_id, the repo to upload to "
                                "('user/name', or 'name' in your namespace)")
@@ -268,6 +297,9 @@ class TrainingArguments:
                                "which uploads the final model once, at the end of training; pass hub_strategy='end'")
         if self.data_seed is not None and (not isinstance(self.data_seed, int) or self.data_seed < 0):
             raise SeqtuneError(f"TrainingArguments: data_seed must be a whole number >= 0, got {self.data_seed!r}")
+        if self.dataloader_prefetch_factor is not None and self.dataloader_prefetch_factor < 1:
+            raise SeqtuneError("TrainingArguments: dataloader_prefetch_factor must be a whole number >= 1 or None, "
+                               f"got {self.dataloader_prefetch_factor!r}")
         if self.dataloader_num_workers == 0:
             for name in ("dataloader_persistent_workers", "dataloader_prefetch_factor",
                          "dataloader_multiprocessing_context"):
@@ -282,6 +314,67 @@ class TrainingArguments:
             self.gradient_checkpointing = self.activation_checkpointing
         if self.activation_checkpointing_kwargs is not None:
             self.gradient_checkpointing_kwargs = self.activation_checkpointing_kwargs
+        self._check_checkpoint_kwargs()
+
+    def _check_types(self) -> None:
+        """Each field against its annotation: bools are bools, numbers numbers (not bools), strings strings
+        (enum members by their value), None where the annotation has it. One sentence for the first that is not."""
+        for f in dataclasses.fields(self):
+            if not isinstance(f.type, str) or f.name in OWN_TYPE_CHECK:
+                continue  # refused names (annotated Any) are argfields' to check
+            kinds = [kind.strip() for kind in f.type.split(" | ")]
+            value = getattr(self, f.name)
+            if f.name in PATH_FIELDS and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            fitted = _fit(kinds, value)
+            if fitted is _NO_FIT:
+                described = [KINDS[kind] if kind != "bool" or len(kinds) == 1 else "True, False" for kind in kinds]
+                wanted = described[0] if len(described) == 1 else ", ".join(described[:-1]) + " or " + described[-1]
+                shown = "<HUB_TOKEN>" if f.name == "hub_token" else _shown(value)  # a token never in a message
+                raise SeqtuneError(f"TrainingArguments: {f.name} must be {wanted}, got {shown} "
+                                   f"({type(value).__name__})")
+            setattr(self, f.name, fitted)
+
+    def _check_fsdp(self) -> None:
+        """fsdp: True, or transformers' words for what FSDP2's fully_shard does ('full_shard', 'auto_wrap')."""
+        if isinstance(self.fsdp, (str, list)):
+            words = self.fsdp.split() if isinstance(self.fsdp, str) else self.fsdp
+            other = [w for w in words if w not in FSDP_WORDS]
+            if other:
+                raise SeqtuneError(f"TrainingArguments: fsdp={self.fsdp!r} is not supported by seqtune, which shards "
+                                   "fully with FSDP2; pass fsdp=True or 'full_shard'")
+            self.fsdp = bool(words)
+        self.fsdp = bool(self.fsdp)
+
+    def _check_checkpoint_kwargs(self) -> None:
+        """gradient_checkpointing_kwargs: None, or a dict (or its JSON text) of torch.utils.checkpoint's options."""
+        value = self.gradient_checkpointing_kwargs
+        if isinstance(value, str):  # transformers reads its JSON text too
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = self.gradient_checkpointing_kwargs
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise SeqtuneError("TrainingArguments: gradient_checkpointing_kwargs must be a dict of "
+                               f"torch.utils.checkpoint options or None, got {_shown(value)}")
+        for key, item in value.items():
+            if key not in CHECKPOINT_KWARGS:
+                raise SeqtuneError(f"TrainingArguments: gradient_checkpointing_kwargs key {key!r} is not an option "
+                                   f"of torch.utils.checkpoint.checkpoint; it takes {', '.join(CHECKPOINT_KWARGS)}")
+            if key == "context_fn":
+                fits = callable(item)
+            elif key == "determinism_check":
+                fits = isinstance(item, str) and item in ("default", "none")
+            else:
+                fits = isinstance(item, bool) or (item is None and key == "use_reentrant")
+            if not fits:
+                raise SeqtuneError(f"TrainingArguments: gradient_checkpointing_kwargs {key}={_shown(item)} is not "
+                                   f"{CHECKPOINT_KWARGS[key]}")
+        self.gradient_checkpointing_kwargs = value
+        if self.activation_checkpointing_kwargs is not None:
+            self.activation_checkpointing_kwargs = value
 
     def _check_choice(self, name: str, allowed: tuple[str, ...]) -> None:
         value = getattr(self, name)
@@ -290,9 +383,12 @@ class TrainingArguments:
 
     def _check_positive(self, name: str) -> None:
         value = getattr(self, name)
-        if not isinstance(value, (int, float)) or value <= 0:
+        if not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise SeqtuneError(f"TrainingArguments: {name} must be > 0 (a float < 1 is a fraction "
                                f"of the training steps), got {value!r}")
+        if value > 1 and not float(value).is_integer():  # as transformers
+            raise SeqtuneError(f"TrainingArguments: {name} must be a whole number of steps when above 1 (a float "
+                               f"< 1 is a fraction of the training steps), got {value!r}")
 
     def best_metric_key(self) -> str:
         """The key of `metric_for_best_model` in evaluate()'s metrics ("loss" when unset)."""
@@ -311,6 +407,21 @@ class TrainingArguments:
         if values.get("hub_token"):
             values["hub_token"] = "<HUB_TOKEN>"  # never written into checkpoints, reports or trackers
         return values
+
+
+def check_scheduler_kwargs(kwargs: dict[str, Any]) -> None:
+    """lr_scheduler_kwargs' values: finite numbers >= 0, strings, bools or None (power and timescale > 0), so that
+    no schedule divides by zero, takes a NaN, or runs at a rate of 0 without a word."""
+    for key, value in kwargs.items():
+        if value is None or isinstance(value, (str, bool)):
+            continue
+        if not isinstance(value, numbers.Real):
+            raise SeqtuneError(f"TrainingArguments: lr_scheduler_kwargs {key}={_shown(value)} must be a number, a "
+                               f"string, True/False or None, got a {type(value).__name__}")
+        low = "> 0" if key in ("power", "timescale") else ">= 0"
+        if not math.isfinite(value) or value < 0 or (low == "> 0" and value == 0):
+            raise SeqtuneError(f"TrainingArguments: lr_scheduler_kwargs {key} must be a finite number {low}, "
+                               f"got {value!r}")
 
 
 def parse_optim_args(text: str | None) -> dict[str, str]:
@@ -335,3 +446,27 @@ def greater_is_better_for(name: str) -> bool:
 
 def _listed(choices: tuple[str, ...]) -> str:
     return ", ".join(repr(c) for c in choices)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fit(kinds: list[str], value: Any) -> Any:
+    """`value` as the annotation's `kinds` take it (numpy numbers as Python's, enum members as their value), or
+    _NO_FIT."""
+    if value is None or isinstance(value, bool):
+        return value if ("None" if value is None else "bool") in kinds else _NO_FIT
+    if isinstance(value, numbers.Integral) and ("int" in kinds or "float" in kinds):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and "float" in kinds:
+        return float(value)
+    plain = _plain(value)
+    if isinstance(plain, str) and "str" in kinds:
+        return str(plain)
+    if isinstance(value, (list, tuple)) and "list[str]" in kinds and all(isinstance(_plain(v), str) for v in value):
+        return [str(_plain(v)) for v in value]
+    if isinstance(value, dict) and "dict[str, Any]" in kinds:
+        return value
+    return _NO_FIT

@@ -396,6 +396,11 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
     name = lora.ADAPTER_FILE if lora.is_peft_model(model) else MODEL_FILE
     path = folder / name
     if not path.is_file():
+        other = MODEL_FILE if name == lora.ADAPTER_FILE else lora.ADAPTER_FILE
+        if (folder / other).is_file():  # the run it comes from was (or was not) a LoRA run
+            how = "with LoRA: resume with --lora and its LoRA options" if other == lora.ADAPTER_FILE else (
+                "without LoRA (the whole model): resume without --lora")
+            raise SeqtuneError(f"{folder} was trained {how}")
         raise SeqtuneError(f"{folder} holds no {name}; it is not a seqtune checkpoint of this model")
     check_intact(folder, only=name)  # cached: free when the checkpoint was just written or verified
     weights = _read(folder, name, lambda p: load_file(str(p)))

@@ -115,8 +115,9 @@ class Compilation:
         if self.compiles < 0:
             return f"torch.compile: {len(self.shapes)} batch shapes (this torch does not report compilations)"
         graphs = f", {self.captures} CUDA graphs captured" if self.cuda_graphs else ""
-        return (f"torch.compile: {self.compiles} compilations ({self.backward_compiles} backward) for "
-                f"{len(self.shapes)} batch shapes{graphs}")
+        # A backward traced with its forward is in that compilation; one deferred to the first backward is apart.
+        later = f" (+{self.backward_compiles} deferred backward)" if self.backward_compiles else ""
+        return f"torch.compile: {self.compiles} compilations{later} for {len(self.shapes)} batch shapes{graphs}"
 
 
 def _problem_type(num_labels: int, labels: torch.Tensor) -> str:

@@ -140,6 +140,10 @@ def save_adapter(model: Any, folder: Path) -> None:
     from .checkpoint import quiet_transformers
 
     folder.mkdir(parents=True, exist_ok=True)
+    for config in getattr(model, "peft_config", {}).values():  # a relative base path would be read from the
+        base = config.base_model_name_or_path                  # folder predict runs in: written absolute
+        if isinstance(base, str) and base and Path(base).is_dir() and not Path(base).is_absolute():
+            config.base_model_name_or_path = str(Path(base).resolve())
     with quiet_transformers():
         model.save_pretrained(folder, safe_serialization=True)
     (folder / CLASSIFIER_CONFIG).write_text(base_model(model).config.to_json_string())
@@ -178,7 +182,14 @@ def load_adapter_model(folder: Path, merge: bool = False) -> tuple[Any, Any]:
         base_path = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SeqtuneError(f"{folder / ADAPTER_CONFIG} is not a peft adapter config ({err})") from None
-    base_path = resolve_model(base_path)  # the base must still be where it was trained (or cached)
+    if not isinstance(base_path, str) or not base_path.strip():
+        raise SeqtuneError(f"{folder / ADAPTER_CONFIG} is damaged: its base_model_name_or_path is {base_path!r}, "
+                           "not a model folder or hub id")
+    try:
+        base_path = resolve_model(base_path)  # the base must still be where it was trained (or cached)
+    except SeqtuneError as err:
+        raise SeqtuneError(f"the LoRA adapter in {folder} was trained on {base_path}, which cannot be loaded: "
+                           f"{err}") from None
     try:
         with quiet_transformers(), _peft_quiet():
             config_file = folder / CLASSIFIER_CONFIG

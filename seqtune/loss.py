@@ -14,12 +14,21 @@ from .errors import SeqtuneError
 
 
 def label_smoother(args: TrainingArguments, model: torch.nn.Module) -> Any:
-    """transformers' LabelSmoother for label_smoothing_factor > 0 (None otherwise, and for multi-label models)."""
+    """transformers' LabelSmoother for label_smoothing_factor > 0 (None otherwise, and for multi-label and
+    regression models: it smooths a distribution over classes)."""
     if not args.label_smoothing_factor:
         return None
-    if getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification":
+    config = getattr(model, "config", None)
+    if getattr(config, "problem_type", None) == "multi_label_classification":
         warnings.warn("label_smoothing_factor does not apply to multi-label classification; it is off for this run",
                       UserWarning, stacklevel=3)
+        return None
+    if getattr(config, "num_labels", None) == 1:
+        from .distributed import is_main
+
+        if is_main():
+            print(f"seqtune: note: label_smoothing_factor={args.label_smoothing_factor} applies to classification "
+                  "only; it is off for this regression model (num_labels=1)")
         return None
     from transformers.trainer_pt_utils import LabelSmoother
 
@@ -45,8 +54,39 @@ def own_loss(outputs: Any, labels: torch.Tensor, smoother: Any, loss_func: Calla
     if num_items_in_batch is None:
         num_items_in_batch = labels.ne(-100).sum()
     if loss_func is not None:
-        return loss_func(outputs, labels, num_items_in_batch=num_items_in_batch)
+        if takes_num_items(loss_func):
+            return loss_func(outputs, labels, num_items_in_batch=num_items_in_batch)
+        return loss_func(outputs, labels)
     return smoother(outputs, labels, num_items_in_batch=num_items_in_batch)
+
+
+def takes_num_items(func: Callable) -> bool:
+    """Whether compute_loss_func takes num_items_in_batch (by name, or through **kwargs): transformers passes it,
+    and a plain (outputs, labels) function, common in user code, is called without it."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): call it as transformers does
+        return True
+    return any(p.kind == p.VAR_KEYWORD or (p.name == "num_items_in_batch" and p.kind != p.POSITIONAL_ONLY)
+               for p in parameters)
+
+
+def check_loss_func(func: Any) -> None:
+    """compute_loss_func when the Trainer is built: None, or a function of (outputs, labels[, num_items_in_batch])."""
+    if func is None:
+        return
+    if not callable(func):
+        raise SeqtuneError(f"Trainer: compute_loss_func must be a function (outputs, labels, num_items_in_batch=None) "
+                           f"or None, got {func!r:.60} ({type(func).__name__})")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise SeqtuneError(f"Trainer: compute_loss_func {getattr(func, '__name__', type(func).__name__)}{signature} "
+                           "must take (outputs, labels), with num_items_in_batch=None optionally") from None
 
 
 def model_loss(outputs: Any, has_labels: bool) -> torch.Tensor | None:
@@ -76,3 +116,18 @@ def check_override(trainer_class: type) -> None:
         raise SeqtuneError(f"{trainer_class.__name__}.compute_loss has the old signature (model, inputs); use "
                            "transformers' compute_loss(self, model, inputs, return_outputs=False, "
                            "num_items_in_batch=None), returning the loss, or (loss, outputs) when return_outputs")
+
+
+def prediction_outputs(compute_loss: Callable, model: Any, inputs: dict[str, Any], has_labels: bool,
+                       pooled: Callable) -> tuple[torch.Tensor | None, Any]:
+    """(loss, outputs) of an evaluation batch, as transformers' prediction_step: compute_loss(...,
+    return_outputs=True) when the batch holds its labels, the model alone when it does not (an override
+    written for transformers may take the labels out of the inputs, so it never sees unlabelled ones)."""
+    if not has_labels:
+        with pooled():
+            return None, model(**inputs)
+    result = compute_loss(model, inputs, return_outputs=True)
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise SeqtuneError("compute_loss(model, inputs, return_outputs=True) returned the loss alone; an override "
+                           "must return (loss, outputs) when return_outputs is True, as in transformers")
+    return result[0], result[1]

@@ -107,7 +107,13 @@ def set_padding(model: Any, tokenizer: Any, where: str) -> str | None:
     causal model's real tokens then never see the padding, so a row's logits do not depend on its batch
     mates, whatever length grouping puts beside it). Returns the one line that says what was chosen, or
     None when nothing had to be (encoders pad as their tokenizer says: their attention mask is enough)."""
-    if tokenizer is None or not pools_last_token(model):
+    if not pools_last_token(model):
+        return None
+    if tokenizer is None:
+        if getattr(model.config, "pad_token_id", None) is None:
+            raise SeqtuneError(f"model {where!r} is a decoder classifier (it reads the last real token) and neither "
+                               "it nor a tokenizer names a pad token; pass processing_class=tokenizer to the Trainer "
+                               "(seqtune then pads with its end-of-sequence token) or set model.config.pad_token_id")
         return None
     chose = []
     if getattr(tokenizer, "pad_token", None) is None:
@@ -127,6 +133,12 @@ def set_padding(model: Any, tokenizer: Any, where: str) -> str | None:
             chose.append(f"model.config.pad_token_id {config.pad_token_id} -> {tokenizer.pad_token_id}, the "
                          "tokenizer's")
         config.pad_token_id = model.config.pad_token_id = tokenizer.pad_token_id
+    rows = model.get_input_embeddings().num_embeddings if hasattr(model, "get_input_embeddings") else None
+    if rows is not None and not 0 <= tokenizer.pad_token_id < rows:
+        raise SeqtuneError(f"model {where!r}: the tokenizer's pad token {tokenizer.pad_token!r} has id "
+                           f"{tokenizer.pad_token_id}, past the model's {rows} embeddings (a token added without "
+                           "model.resize_token_embeddings(len(tokenizer))); resize the embeddings or pad with a "
+                           "token the model has")
     return f"seqtune: decoder classifier {where}: {'; '.join(chose)}" if chose else None
 
 

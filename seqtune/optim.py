@@ -28,20 +28,12 @@ def create_optimizer(model: torch.nn.Module, args: TrainingArguments, device: to
     groups = [{"params": decay, "weight_decay": args.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     kwargs: dict[str, Any] = {"lr": args.learning_rate}
-    extra = parse_optim_args(args.optim_args)
     if args.optim == "adafactor":
         from transformers.optimization import Adafactor
 
         return Adafactor(groups, scale_parameter=False, relative_step=False, **kwargs)
     if args.optim in _OPTIM_ARG_KEYS:
-        unknown = sorted(set(extra) - set(_OPTIM_ARG_KEYS[args.optim]))
-        if unknown:
-            raise SeqtuneError(f"TrainingArguments: optim_args key {unknown[0]!r} is not read by optim="
-                               f"{args.optim!r}; it reads {', '.join(_OPTIM_ARG_KEYS[args.optim])}")
-        for key, value in extra.items():
-            kwargs[key] = value.lower() in ("true", "1", "yes") if key == "nesterov" else _number(key, value)
-        return {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
-                "rmsprop": torch.optim.RMSprop}[args.optim](groups, **kwargs)
+        return _OPTIMIZERS[args.optim](groups, **kwargs, **_optim_kwargs(args))
     floating = all(p.dtype.is_floating_point for p in decay + no_decay)
     # adamw_torch_fused where the device has the kernel (not for FSDP2's DTensors); adamw_torch is torch's default.
     fused = args.optim == "adamw_torch_fused" and allow_fused and device.type in ("cuda", "cpu") and floating
@@ -49,11 +41,47 @@ def create_optimizer(model: torch.nn.Module, args: TrainingArguments, device: to
                              fused=fused or None, **kwargs)
 
 
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _optim_kwargs(args: TrainingArguments) -> dict[str, Any]:
+    """optim_args for sgd, adagrad or rmsprop as keyword arguments: keys it reads, finite numbers, a true/false
+    nesterov."""
+    kwargs: dict[str, Any] = {}
+    for key, value in parse_optim_args(args.optim_args).items():
+        if key not in _OPTIM_ARG_KEYS[args.optim]:
+            raise SeqtuneError(f"TrainingArguments: optim_args key {key!r} is not read by optim="
+                               f"{args.optim!r}; it reads {', '.join(_OPTIM_ARG_KEYS[args.optim])}")
+        if key == "nesterov":
+            if value.lower() not in _TRUE + _FALSE:
+                raise SeqtuneError(f"TrainingArguments: optim_args nesterov={value!r} is not true or false")
+            kwargs[key] = value.lower() in _TRUE
+        else:
+            kwargs[key] = _number(key, value)
+    return kwargs
+
+
+def check_optim_args(args: TrainingArguments) -> None:
+    """Build optim's torch optimizer with optim_args on a throwaway parameter: what torch refuses (a negative
+    momentum, nesterov without momentum, ...) is one sentence when the arguments are made, not at the first step."""
+    kwargs = _optim_kwargs(args)
+    try:
+        _OPTIMIZERS[args.optim]([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate, **kwargs)
+    except ValueError as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SeqtuneError(f"TrainingArguments: optim_args={args.optim_args!r} is refused by optim="
+                           f"{args.optim!r}: {detail}") from None
+
+
 def _number(key: str, value: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise SeqtuneError(f"TrainingArguments: optim_args {key}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise SeqtuneError(f"TrainingArguments: optim_args {key}={value!r} is not a finite number")
+    return number
 
 
 def warmup_steps(args: TrainingArguments, max_steps: int) -> int:
@@ -73,7 +101,7 @@ def create_scheduler(optimizer: torch.optim.Optimizer, args: TrainingArguments, 
         return get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup_steps(args, max_steps),
                              num_training_steps=max_steps,
                              scheduler_specific_kwargs=dict(args.lr_scheduler_kwargs or {}))
-    except (TypeError, ValueError) as err:  # a kwarg the schedule does not take, or one it needs
+    except (TypeError, ValueError, ArithmeticError) as err:  # a kwarg the schedule does not take, or one it needs
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeqtuneError(f"TrainingArguments: lr_scheduler_type={args.lr_scheduler_type!r} with lr_scheduler_kwargs="
                            f"{args.lr_scheduler_kwargs or {}!r}: {detail}") from None

@@ -153,6 +153,8 @@ def check(action: argparse.Action, value: Any, where: str | None = None) -> Any:
     elif kind == "choice":
         if value is False and "no" in action.choices:
             return "no"  # YAML 1.1 reads a bare `no` as false
+        if isinstance(value, bool) and action.nargs == "?":  # `torch_compile: true` as the bare flag would be
+            return action.const if value else None
         if isinstance(value, str) and value in action.choices:
             return value
     elif kind == "number":
@@ -226,9 +228,11 @@ def _combinations(options: argparse.Namespace, config_only: set[str], actions: d
                 setattr(options, loser, actions[loser].default)
             else:
                 raise SeqtuneError(message)
-    if not options.lora and (options.merge_lora or options.lora_targets):
-        flag = "--merge-lora" if options.merge_lora else "--lora-targets"
-        raise SeqtuneError(f"{flag} applies to LoRA runs; add --lora")
+    if not options.lora:  # a LoRA setting without --lora would be dropped without a word
+        given = [dest for dest in ("merge_lora", "lora_targets", "lora_rank", "lora_alpha", "lora_dropout")
+                 if getattr(options, dest) not in (actions[dest].default, None, False)]
+        if given:
+            raise SeqtuneError(f"{_flag(actions[given[0]])} applies to LoRA runs; add --lora")
     if options.lora and options.fsdp:  # the adapters' saving and resuming are written for whole (DDP) models
         raise SeqtuneError("--lora with --fsdp is not supported: LoRA trains a small part of the model, so run "
                            "it replicated (torchrun without --fsdp)")

@@ -75,16 +75,30 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: object) -> None:
                            "replacing any of the same name, such as config.json or README.md)")
 
 
-def clear_old_run(output_dir: Path) -> None:
-    """--overwrite-output-dir, once everything is checked: the old run's checkpoints go, and so do its LoRA
-    adapter and merged model (a run without LoRA would leave them, and predict would load the old adapter);
-    its other files are rewritten by this run. Nothing else is touched, and no link is followed."""
+def clear_old_run(output_dir: Path, lora: bool = False) -> None:
+    """--overwrite-output-dir, once everything is checked: the old run's checkpoints go, and so do the files
+    of the other kind of model that this run would not rewrite: a LoRA adapter and merged model (predict
+    would load the old adapter), or, before a LoRA run, the old whole model (pipeline would load it). The
+    rest is rewritten by this run; nothing else is touched, and no link is followed."""
+    stale = {"model.safetensors", "config.json"} if lora else set(ADAPTER_FILES)
     if output_dir.is_dir():
         for path in output_dir.iterdir():
-            if _is_checkpoint(path) or (path.name == "merged" and path.is_dir() and not path.is_symlink()):
+            if _is_checkpoint(path):
                 shutil.rmtree(path)
-            elif path.name in ADAPTER_FILES and (path.is_file() or path.is_symlink()):
-                path.unlink()
+            elif path.name in stale:
+                _remove(path)
+
+
+def drop_stale_merged(output_dir: Path) -> None:
+    """A run that did not merge its adapters leaves no merged model of an earlier run (of a resumed one)."""
+    _remove(output_dir / "merged")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_file() or path.is_symlink():
+        path.unlink()
 
 
 @contextmanager

@@ -75,7 +75,7 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
     from .args import TrainingArguments
     from .distributed import is_main
     from .models import load_model_and_tokenizer
-    from .outdir import clear_old_run
+    from .outdir import clear_old_run, drop_stale_merged
     from .report import MetricsLogCallback
     from .trainer import Trainer, set_seed
 
@@ -128,7 +128,7 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
     trainer = Trainer(model, args, train_dataset=tokenized["train"], eval_dataset=validation,
                       processing_class=tokenizer, compute_metrics=spec.compute_metrics(), callbacks=[metrics_log])
     if options.overwrite_output_dir and not options.resume:
-        clear_old_run(output_dir)  # last: options, data and model have all been checked
+        clear_old_run(output_dir, lora=options.lora)  # last: options, data and model have all been checked
     result = trainer.train(resume_from_checkpoint=options.resume)
     trainer.save_model(str(output_dir))  # every process calls the collectives below; rank 0 writes
     last_eval = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
@@ -152,6 +152,8 @@ def _train(options: argparse.Namespace, recipe: Recipe, output_dir: Path) -> int
         save_merged(trainer.model, output_dir / MERGED_DIR, tokenizer)
         spec.save(output_dir / MERGED_DIR)
         print(f"seqtune: merged model (LoRA folded into the weights) in {output_dir / MERGED_DIR}/")
+    else:
+        drop_stale_merged(output_dir)
     print(f"seqtune: model, report.md and training_curves.png in {output_dir}/ "
           f"(train time {result.metrics['train_runtime']:.0f} s)")
     return 0

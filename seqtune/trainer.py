@@ -39,7 +39,7 @@ from .device import (
 )
 from .errors import SeqtuneError
 from .levers import FastPaths
-from .loss import check_override, label_smoother, logits_of, model_loss, own_loss, takes_labels_out
+from .loss import check_override, label_smoother, logits_of, model_loss, own_loss, prediction_outputs, takes_labels_out
 from .models import prepare_model
 from .optim import create_optimizer, create_scheduler, current_lr, step_on_metrics, steps_on_metrics
 from .state import Geometry, Tally, TrainerState
@@ -140,6 +140,11 @@ class Trainer:
         if self.args.eval_strategy != "no" and eval_dataset is None:
             raise SeqtuneError(f"eval_strategy={self.args.eval_strategy!r} needs an eval_dataset; "
                                "pass one or set eval_strategy='no'")
+        if self.args.eval_on_start and eval_dataset is None:
+            raise SeqtuneError("eval_on_start=True needs an eval_dataset; pass one or set eval_on_start=False")
+        from .loss import check_loss_func
+
+        check_loss_func(compute_loss_func)  # a function of (outputs, labels[, num_items_in_batch]), said now
         self.output_dir = Path(self.args.output_dir)
         self.stops = StopRequests(self.output_dir, self.device)
         if self.output_dir.exists() and not self.output_dir.is_dir():
@@ -459,8 +464,10 @@ class Trainer:
                                        f"hold {', '.join(batch)}); the default collator keeps token columns and "
                                        "label/labels (as 'labels'): pass a data_collator that keeps it")
                 inputs = self._to_device(batch)
+                labelled = bool(labels) and len(labels) == len(self._label_names)  # else the model alone
                 with self._autocast():
-                    loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+                    loss, outputs = prediction_outputs(self.compute_loss, model, inputs, labelled,
+                                                       self.fast_paths.pooled)
                 logits = logits_of(outputs, has_loss=loss is not None)
                 if self.preprocess_logits_for_metrics is not None:
                     logits = self.preprocess_logits_for_metrics(logits, labels[0] if labels else None)

@@ -100,3 +100,21 @@ def test_docs_table_is_generated_from_the_registry():
     assert DOC_PATH.read_text(encoding="utf-8") == markdown(), "run: python -m seqtune.argfields"
     for arg in ARGS:
         assert f"| `{arg.name}` |" in markdown()
+
+
+def test_spellings_transformers_reads_as_the_default_pass(tmp_path):
+    """transformers' __post_init__ reads include_num_input_tokens_seen=False as "no" and accelerator_config=None
+    as AcceleratorConfig(): those spellings are the default; a refusal names the value given."""
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    for value in (False, "no"):
+        TrainingArguments(str(tmp_path), include_num_input_tokens_seen=value)
+    TrainingArguments(str(tmp_path), accelerator_config=AcceleratorConfig())
+    TrainingArguments(str(tmp_path), accelerator_config=dataclasses.asdict(AcceleratorConfig()))
+    TrainingArguments(str(tmp_path), debug=None)
+    with pytest.raises(SeqtuneError, match=r"^TrainingArguments: include_num_input_tokens_seen=True is not supported"):
+        TrainingArguments(str(tmp_path), include_num_input_tokens_seen=True)
+    with pytest.raises(SeqtuneError, match=r"^TrainingArguments: accelerator_config=\{'split_batches': True\} is not"):
+        TrainingArguments(str(tmp_path), accelerator_config={"split_batches": True})
+    with pytest.raises(SeqtuneError, match=r"^TrainingArguments: use_cache=None is not supported by seqtune"):
+        TrainingArguments(str(tmp_path), use_cache=None)

@@ -155,6 +155,8 @@ def test_cli_lora_run_with_merge_predicts_the_same_from_either_folder(tmp_path, 
     (["--lora", "--lora-targets", "q_proj"], "LoRA target module 'q_proj' is not in this bert model"),
     (["--merge-lora"], "--merge-lora applies to LoRA runs; add --lora"),
     (["--lora-targets", "query"], "--lora-targets applies to LoRA runs; add --lora"),
+    (["--lora-rank", "4"], "--lora-rank applies to LoRA runs; add --lora"),
+    (["--lora-dropout", "0.1"], "--lora-dropout applies to LoRA runs; add --lora"),
     (["--lora", "--fsdp"], "--lora with --fsdp is not supported"),
     (["--lora", "--lora-rank", "0"], "--lora-rank: expected a whole number >= 1, got 0"),
     (["--lora", "--lora-dropout", "1"], "--lora-dropout: expected a fraction in [0, 1), got 1.0"),
@@ -203,3 +205,31 @@ def test_a_damaged_adapter_folder_is_one_sentence(tmp_path):
     (tmp_path / "out" / "adapter_config.json").write_text("{}")
     with pytest.raises(SeqtuneError, match="adapter_config.json is not a peft adapter config"):
         load_adapter_model(tmp_path / "out")
+
+
+def test_the_adapter_names_its_base_by_absolute_path_and_a_bad_one_is_one_sentence(tmp_path, monkeypatch):
+    build("bert").save_pretrained(tmp_path / "base")
+    from transformers import AutoModelForSequenceClassification
+
+    monkeypatch.chdir(tmp_path)  # trained from a relative path: predict may run anywhere else
+    model = apply_lora(AutoModelForSequenceClassification.from_pretrained("base"), LoraOptions())
+    Trainer(model, TrainingArguments(str(tmp_path / "out"), **ARGS)).save_model()
+    config_file = tmp_path / "out" / "adapter_config.json"
+    assert json.loads(config_file.read_text())["base_model_name_or_path"] == str(tmp_path / "base")
+    for base, says in ((5, "its base_model_name_or_path is 5"),
+                       (str(tmp_path / "gone"), "was trained on .*gone, which cannot be loaded")):
+        config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "base_model_name_or_path": base}))
+        with pytest.raises(SeqtuneError, match=says):
+            load_adapter_model(tmp_path / "out")
+
+
+def test_resuming_a_lora_run_without_lora_says_so(tmp_path, csv_data, tiny_model_dir, capsys):
+    from seqtune.cli import main
+
+    common = ["train", "--train", str(csv_data), "--validation-split", "0.2", "--model", str(tiny_model_dir),
+              "--output-dir", str(tmp_path / "run"), "--quiet", "--save-strategy", "steps"]
+    assert main([*common, "--lora", "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--max-steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was trained with LoRA: resume with --lora" in err, err

@@ -103,3 +103,45 @@ def test_an_override_with_the_old_signature_is_one_sentence(tmp_path):
     with pytest.raises(SeqtuneError, match=r"Old.compute_loss has the old signature \(model, inputs\); use "
                                            r"transformers' compute_loss\(self, model, inputs, return_outputs=False"):
         Old(tiny_bert(vocab_size=64), _args(tmp_path))
+
+
+def test_label_smoothing_is_off_for_a_regression_head_and_said_once(tmp_path, capsys):
+    model = tiny_bert(num_labels=1, vocab_size=64).eval()
+    batch = _batch()  # whole-number targets (int64): LabelSmoother would index class 1 of 1 and crash
+    trainer = Trainer(model, _args(tmp_path, label_smoothing_factor=0.2))
+    assert trainer.label_smoother is None
+    out = capsys.readouterr().out
+    assert out.count("label_smoothing_factor=0.2 applies to classification only; it is off for this regression "
+                     "model (num_labels=1)") == 1
+    torch.testing.assert_close(trainer.compute_loss(model, batch), model(**batch).loss)
+
+
+def test_compute_loss_func_without_num_items_in_batch_is_called_without_it(tmp_path):
+    calls = []
+
+    def plain(outputs, labels):
+        calls.append(tuple(labels.shape))
+        return torch.nn.functional.cross_entropy(outputs.logits, labels)
+
+    def keywords(outputs, labels, **kwargs):
+        calls.append(sorted(kwargs))
+        return torch.nn.functional.cross_entropy(outputs.logits, labels)
+
+    model = tiny_bert(vocab_size=64).eval()
+    batch = _batch()
+    for func in (plain, keywords):
+        loss = Trainer(model, _args(tmp_path), compute_loss_func=func).compute_loss(model, batch)
+        torch.testing.assert_close(loss, model(**batch).loss)
+    assert calls == [(6,), ["num_items_in_batch"]]
+
+
+@pytest.mark.parametrize("func, message", [
+    ("x", "Trainer: compute_loss_func must be a function (outputs, labels, num_items_in_batch=None) or None, "
+          "got 'x' (str)"),
+    (lambda outputs: outputs, "Trainer: compute_loss_func <lambda>(outputs) must take (outputs, labels), with "
+                              "num_items_in_batch=None optionally"),
+])
+def test_a_compute_loss_func_that_cannot_be_called_is_one_sentence(func, message, tmp_path):
+    with pytest.raises(SeqtuneError) as info:
+        Trainer(tiny_bert(vocab_size=64), _args(tmp_path), compute_loss_func=func)
+    assert str(info.value) == message

@@ -101,6 +101,29 @@ def test_a_decoder_whose_tokenizer_has_no_pad_and_no_eos_is_one_line_exit_2(tmp_
     assert "is a decoder classifier (it reads the last real token) and its tokenizer has neither a pad token" in err
 
 
+def test_a_pad_token_past_the_embeddings_is_one_sentence(tmp_path):
+    from seqtune.models import set_padding
+
+    tokenizer = word_tokenizer()
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})  # id 122, but the model below has 100 embeddings
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    model = LlamaForSequenceClassification(LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64, num_labels=2))
+    with pytest.raises(SeqtuneError, match=r"pad token '<pad>' has id 122, past the model's 100 embeddings"):
+        set_padding(model, tokenizer, "m")
+
+
+def test_a_decoder_given_to_the_trainer_without_a_tokenizer_or_pad_is_one_sentence(tmp_path):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from seqtune import Trainer, TrainingArguments
+
+    model = GPT2ForSequenceClassification(GPT2Config(vocab_size=64, n_embd=32, n_layer=1, n_head=2, num_labels=2))
+    with pytest.raises(SeqtuneError, match="pass processing_class=tokenizer to the Trainer"):
+        Trainer(model, TrainingArguments(str(tmp_path)))
+
+
 # ---- gradient checkpointing ---------------------------------------------------------------------
 def _train(model, tmp_path, checkpointing, rows=None):
     from seqtune import Trainer, TrainingArguments

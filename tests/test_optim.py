@@ -141,3 +141,67 @@ def test_optimizer_or_schedule_arguments_they_do_not_take():
     args = TrainingArguments("out", lr_scheduler_type="cosine", lr_scheduler_kwargs={"nope": 1})
     with pytest.raises(SeqtuneError, match=r"lr_scheduler_type='cosine' with lr_scheduler_kwargs=\{'nope': 1\}"):
         create_scheduler(_optimizer(), args, 10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"optim": "sgd", "optim_args": "momentum=-1"},
+     "optim_args='momentum=-1' is refused by optim='sgd': Invalid momentum value: -1.0"),
+    ({"optim": "sgd", "optim_args": "nesterov=true"},
+     "optim_args='nesterov=true' is refused by optim='sgd': Nesterov momentum requires a momentum"),
+    ({"optim": "adagrad", "optim_args": "lr_decay=-1"}, "optim_args='lr_decay=-1' is refused by optim='adagrad'"),
+    ({"optim": "rmsprop", "optim_args": "alpha=nan"}, "optim_args alpha='nan' is not a finite number"),
+    ({"optim": "sgd", "optim_args": "dampening=inf"}, "optim_args dampening='inf' is not a finite number"),
+    ({"optim": "sgd", "optim_args": "momentum=0.9,nesterov=maybe"}, "optim_args nesterov='maybe' is not true or false"),
+    ({"optim": "sgd", "optim_args": "betas=1"}, "optim_args key 'betas' is not read by optim='sgd'"),
+])
+def test_optim_args_torch_would_refuse_are_one_sentence_at_construction(kwargs, message):
+    with pytest.raises(SeqtuneError) as info:
+        TrainingArguments("out", **kwargs)
+    assert str(info.value).startswith(f"TrainingArguments: {message}") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind, kwargs, message", [
+    ("cosine", {"num_cycles": float("nan")}, "lr_scheduler_kwargs num_cycles must be a finite number >= 0, got nan"),
+    ("cosine", '{"num_cycles": Infinity}', "lr_scheduler_kwargs num_cycles must be a finite number >= 0, got inf"),
+    ("cosine_with_min_lr", {"min_lr": -1e-5}, "lr_scheduler_kwargs min_lr must be a finite number >= 0, got -1e-05"),
+    ("polynomial", {"power": -1}, "lr_scheduler_kwargs power must be a finite number > 0, got -1"),
+    ("polynomial", {"power": 0}, "lr_scheduler_kwargs power must be a finite number > 0, got 0"),
+    ("inverse_sqrt", {"timescale": 0}, "lr_scheduler_kwargs timescale must be a finite number > 0, got 0"),
+    ("cosine", {"num_cycles": __import__("datetime").date(2024, 1, 1)},
+     "lr_scheduler_kwargs num_cycles=datetime.date(2024, 1, 1) must be a number, a string, True/False or None, "
+     "got a date"),
+])
+def test_schedule_options_that_would_train_at_nothing_or_divide_by_zero(kind, kwargs, message):
+    with pytest.raises(SeqtuneError) as info:
+        TrainingArguments("out", lr_scheduler_type=kind, lr_scheduler_kwargs=kwargs)
+    assert str(info.value) == f"TrainingArguments: {message}"
+
+
+def test_a_schedule_that_fails_on_arithmetic_is_one_sentence():
+    args = TrainingArguments("out", lr_scheduler_type="inverse_sqrt")
+    args.lr_scheduler_kwargs = {"timescale": 0}  # set after the checks: the schedule's own ZeroDivisionError
+    with pytest.raises(SeqtuneError, match=r"^TrainingArguments: lr_scheduler_type='inverse_sqrt' with "
+                                           r"lr_scheduler_kwargs=\{'timescale': 0\}: "):
+        create_scheduler(_optimizer(), args, 10)
+
+
+def test_a_nan_schedule_option_is_one_line_from_the_command_line(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    import seqtune.models
+    from seqtune.cli import main
+
+    from .conftest import topic_rows
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded for options that should have been refused")
+
+    monkeypatch.setattr(seqtune.models, "load_model_and_tokenizer", loaded)
+    csv = tmp_path / "t.csv"
+    pd.DataFrame(topic_rows(24)).to_csv(csv, index=False)
+    argv = ["train", "--train", str(csv), "--validation-split", "0.25", "--output-dir", str(tmp_path / "o"),
+            "--lr-scheduler", "cosine", "--lr-scheduler-kwargs", '{"num_cycles": NaN}']
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqtune: error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "lr_scheduler_kwargs num_cycles must be a finite number >= 0, got nan" in err

@@ -254,3 +254,11 @@ def test_hostile_train_options_exit_0_or_2_in_one_line(argv, data_folder, tiny_m
         assert len(lines) <= 3 and all(len(line) < 400 for line in lines), err
         assert lines[-1].startswith("seqtune: error:"), err
     assert _hashes(data_folder) == before
+
+
+@pytest.mark.parametrize("value, expected", [(True, "default"), (False, None), ("reduce-overhead", "reduce-overhead")])
+def test_a_config_file_may_switch_torch_compile_with_a_yaml_boolean(value, expected):
+    from seqtune.options import check
+
+    action = next(a for a in subparser(build_parser(), "train")._actions if a.dest == "torch_compile")
+    assert check(action, value) == expected

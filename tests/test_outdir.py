@@ -128,3 +128,19 @@ def test_overwriting_a_lora_run_leaves_no_old_adapter_for_predict_to_load(files,
     left = {p.name for p in out.iterdir()}
     assert not left & {"adapter_config.json", "adapter_model.safetensors", "classifier_config.json", "merged"}
     assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_lora_run_over_a_whole_model_run_leaves_no_old_model_for_pipeline(files, tiny_model_dir):
+    out = files / "run"
+    assert _train(files, tiny_model_dir, out) == 0
+    assert _train(files, tiny_model_dir, out, "--lora", "--overwrite-output-dir") == 0
+    assert (out / "adapter_config.json").is_file()
+    assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
+
+
+def test_a_resumed_lora_run_without_merging_leaves_no_stale_merged_model(files, tiny_model_dir):
+    out = files / "run"
+    assert _train(files, tiny_model_dir, out, "--lora", "--merge-lora", "--max-steps", "2") == 0
+    assert (out / "merged").is_dir()
+    assert _train(files, tiny_model_dir, out, "--lora", "--max-steps", "4", "--resume") == 0
+    assert not (out / "merged").exists()

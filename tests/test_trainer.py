@@ -261,3 +261,38 @@ def test_an_interrupted_predict_leaves_the_model_in_its_mode(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         trainer.predict(toy_rows(4))
     assert model.training
+
+
+class WeightedLoss(Trainer):
+    """The override from transformers' documentation: it takes the labels out of the inputs."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=torch.tensor([1.0, 3.0]))
+        return (loss, outputs) if return_outputs else loss
+
+
+def test_a_transformers_override_predicts_unlabelled_rows_with_the_model_alone(tmp_path):
+    args = TrainingArguments(str(tmp_path), max_steps=2, save_strategy="no", disable_tqdm=True, bf16=False)
+    trainer = WeightedLoss(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(16))
+    trainer.train()
+    unlabelled = [{k: v for k, v in row.items() if k != "label"} for row in toy_rows(6, seed=3)]
+    output = trainer.predict(unlabelled)
+    assert output.predictions.shape == (6, 2) and output.label_ids is None and "test_loss" not in output.metrics
+    labelled = trainer.predict(toy_rows(6, seed=3))  # with labels: the override's weighted loss
+    np.testing.assert_allclose(labelled.predictions, output.predictions, rtol=1e-5, atol=1e-6)
+    assert "test_loss" in labelled.metrics
+
+
+class LossAlone(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return model(**inputs).loss  # ignores return_outputs
+
+
+def test_an_override_that_ignores_return_outputs_is_one_sentence_in_evaluation(tmp_path):
+    args = TrainingArguments(str(tmp_path), max_steps=1, save_strategy="no", disable_tqdm=True, bf16=False)
+    trainer = LossAlone(tiny_bert(vocab_size=64), args, train_dataset=toy_rows(8))
+    trainer.train()  # training reads the loss alone: fine
+    with pytest.raises(SeqtuneError, match=r"returned the loss alone; an override must return \(loss, outputs\)"):
+        trainer.evaluate(toy_rows(4))
