@@ -24,9 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def count(side: str, steps: int, profiled: int) -> dict:
+def course_setup():
+    """The course recipe's pieces, the same for every side: tokenizer, tokenized MRPC train, seeded model."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -38,6 +38,15 @@ def count(side: str, steps: int, profiled: int) -> dict:
     train = raw["train"].map(lambda ex: tokenizer(ex["sentence1"], ex["sentence2"], truncation=True), batched=True)
     torch.manual_seed(42)
     model = AutoModelForSequenceClassification.from_pretrained(seqtune.default_model(), num_labels=2)
+    return tokenizer, train, model
+
+
+def count(side: str, steps: int, profiled: int) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    import seqtune
+
+    tokenizer, train, model = course_setup()
     profiler = profile(activities=[ProfilerActivity.CPU])
     first = steps - profiled
     common = dict(per_device_train_batch_size=8, learning_rate=5e-5, max_steps=steps, save_strategy="no",

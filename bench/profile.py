@@ -69,17 +69,11 @@ def _category(name: str, phase: str) -> str:
 def profile_side(side: str, steps: int, profiled: int, compile_mode: str | None = None) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     import seqtune
+    from bench.ops import course_setup
 
-    hf_logging.set_verbosity_error()
-    tokenizer = AutoTokenizer.from_pretrained(seqtune.default_model())
-    raw = seqtune.load_dataset("glue", "mrpc")
-    train = raw["train"].map(lambda ex: tokenizer(ex["sentence1"], ex["sentence2"], truncation=True), batched=True)
-    torch.manual_seed(42)
-    model = AutoModelForSequenceClassification.from_pretrained(seqtune.default_model(), num_labels=2)
+    tokenizer, train, model = course_setup()
     library = seqtune if side == "seqtune" else __import__("transformers")
     profiler = profile(activities=[ProfilerActivity.CPU])
     first, window = steps - profiled, {"tokens": 0, "on": False}

@@ -39,7 +39,16 @@ from .device import (
 )
 from .errors import SeqtuneError
 from .levers import FastPaths
-from .loss import check_override, label_smoother, logits_of, model_loss, own_loss, prediction_outputs, takes_labels_out
+from .loss import (
+    check_loss_func,
+    check_override,
+    label_smoother,
+    logits_of,
+    model_loss,
+    own_loss,
+    prediction_outputs,
+    takes_labels_out,
+)
 from .models import prepare_model
 from .optim import create_optimizer, create_scheduler, current_lr, step_on_metrics, steps_on_metrics
 from .state import Geometry, Tally, TrainerState
@@ -142,8 +151,6 @@ class Trainer:
                                "pass one or set eval_strategy='no'")
         if self.args.eval_on_start and eval_dataset is None:
             raise SeqtuneError("eval_on_start=True needs an eval_dataset; pass one or set eval_on_start=False")
-        from .loss import check_loss_func
-
         check_loss_func(compute_loss_func)  # a function of (outputs, labels[, num_items_in_batch]), said now
         self.output_dir = Path(self.args.output_dir)
         self.stops = StopRequests(self.output_dir, self.device)
