@@ -44,7 +44,7 @@ def _read(path: str, fmt: str | None, spec: TaskSpec, text_columns: list[str] | 
 
 
 def _predict(options: argparse.Namespace, path: str, needs_label: bool, prefix: str):
-    """The folder's model run over the file: (frame, tokenized rows, PredictionOutput)."""
+    """The folder's model run over the file: (frame, task, tokenized rows, PredictionOutput)."""
     import datasets
 
     from .args import TrainingArguments
@@ -61,33 +61,22 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool, prefix: 
                              save_strategy="no", report_to="none", keep_model_dtype=True)
     trainer = Trainer(model, args, processing_class=tokenizer,
                       compute_metrics=spec.compute_metrics() if needs_label else None)
-    return frame, spec, trainer.predict(rows, metric_key_prefix=prefix)
+    return frame, spec, rows, trainer.predict(rows, metric_key_prefix=prefix)
 
 
 def run_predict(options: argparse.Namespace) -> int:
     """Write the input rows plus the predicted label and its probability (or the predicted value)."""
-    import numpy as np
-
     output = Path(options.output)
     if output.suffix.lower() not in (".csv", ".tsv", ".jsonl"):
         raise SeqtuneError(f"--output {output}: write .csv, .tsv or .jsonl")
     _check_writable(output)  # before any inference runs
     if output.resolve() == Path(options.input).resolve():
         raise SeqtuneError(f"--output {output} is the --input file; write the predictions to another file")
-    frame, spec, prediction = _predict(options, options.input, needs_label=False, prefix="test")
-    logits = prediction.predictions
+    frame, spec, rows, prediction = _predict(options, options.input, needs_label=False, prefix="test")
     result = frame.copy()
-    if spec.task_type == "regression":
-        result["prediction"] = logits[:, 0]
-    else:
-        shifted = logits - logits.max(-1, keepdims=True)
-        probabilities = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-        best = probabilities.argmax(-1)
-        result["predicted_label"] = [spec.label_names[i] for i in best]
-        result["probability"] = probabilities[np.arange(len(best)), best]
-        if options.all_scores:
-            for i, name in enumerate(spec.label_names):
-                result[f"probability_{name}"] = probabilities[:, i]
+    for column, values in spec.prediction_columns(spec.per_row(prediction.predictions, rows),
+                                                  options.all_scores).items():
+        result[column] = values
     output.parent.mkdir(parents=True, exist_ok=True)
     # Written beside, then renamed into place: killed or out of disk half-way, the old file stays whole.
     try:
@@ -113,7 +102,7 @@ def _check_writable(output: Path) -> None:
 
 def run_evaluate(options: argparse.Namespace) -> int:
     """Print the metrics the model was trained with, on a labelled file."""
-    frame, _, prediction = _predict(options, options.data, needs_label=True, prefix="eval")
+    frame, _, _, prediction = _predict(options, options.data, needs_label=True, prefix="eval")
     print(f"seqtune: {options.data} ({len(frame):,} rows)")
     for key, value in prediction.metrics.items():
         print(f"  {key.removeprefix('eval_')}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

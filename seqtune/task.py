@@ -84,6 +84,27 @@ class TaskSpec:
 
         return compute_metrics
 
+    def per_row(self, logits: Any, rows: Any) -> Any:
+        """One row of logits per input row, in input order, from the logits of the tokenized `rows`."""
+        return logits
+
+    def prediction_columns(self, logits: Any, all_scores: bool = False) -> dict[str, Any]:
+        """What `predict` writes for each row, by column: the label and its probability (every class's with
+        `all_scores`), or the predicted value. The one reading of logits, shared by every engine and the server."""
+        import numpy as np
+
+        if self.task_type == "regression":
+            return {"prediction": logits[:, 0]}
+        shifted = logits - logits.max(-1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+        best = probabilities.argmax(-1)
+        columns = {"predicted_label": [self.label_names[i] for i in best],
+                   "probability": probabilities[np.arange(len(best)), best]}
+        if all_scores:
+            for i, name in enumerate(self.label_names):
+                columns[f"probability_{name}"] = probabilities[:, i]
+        return columns
+
     def tokenize(self, splits: Any, tokenizer: Any) -> Any:
         """Tokenize a DatasetDict with `text` (and `text_pair`) columns, truncated to max_length."""
         pair = "text_pair" in splits[next(iter(splits))].column_names
