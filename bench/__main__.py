@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="quick mode: alternating rounds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--no-profile", action="store_true", help="skip the step profile (bench.profile) first")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="passed to bench.run_one")
     options = parser.parse_args()
     os.environ.setdefault("GLUE_DIR", str(HERE.parent.parent / "shared" / "datasets" / "glue"))
@@ -136,7 +137,8 @@ def main() -> None:
 
     from bench import profile
 
-    step_profile = profile.run(steps=40, profiled=10)  # where each side's step time goes, by category
+    # Where each side's step time goes, by category (the embedded model's recipe, whatever --extra says).
+    step_profile = None if options.no_profile else profile.run(steps=40, profiled=10)
     steps = -1 if options.full else options.steps
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     order = []
@@ -152,7 +154,8 @@ def main() -> None:
                 runs[side].append(run_side(side, steps, seed, options.extra))
                 order.append(side)
     peaks = {name: measure_peak_gflops(name) for name in ("fp32", "bf16")}
-    report = render(options, runs, peaks, machine(), order, profile.render(step_profile, peaks))
+    profiled = profile.render(step_profile, peaks) if step_profile else ""
+    report = render(options, runs, peaks, machine(), order, profiled)
     print(report)
     Path(options.output).write_text(report)
 
