@@ -35,9 +35,11 @@ def test_the_collator_pads_up_to_the_bucket_and_leaves_longer_batches_alone():
 
 
 def _train(tmp_path, **compile_args):
+    """On the CPU (a GPU pads lengths to multiples of 8 and keeps the model there: tests/test_cuda.py)."""
     model = tiny_bert(vocab_size=64, seed=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     args = TrainingArguments(str(tmp_path), max_steps=10, per_device_train_batch_size=8, disable_tqdm=True,
-                             save_strategy="no", bf16=False, learning_rate=1e-3, logging_steps=5, **compile_args)
+                             save_strategy="no", bf16=False, learning_rate=1e-3, logging_steps=5, use_cpu=True,
+                             **compile_args)
     trainer = Trainer(model, args, train_dataset=toy_rows(80, seed=1))
     trainer.train()
     return trainer
