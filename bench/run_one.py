@@ -59,11 +59,14 @@ class Turns:
 
 def seqtune_settings(trainer, precision: str) -> dict[str, str]:
     """What this seqtune run does where transformers' Trainer may do otherwise (read off the trainer)."""
+    from seqtune.data.sampling import groups_by_length
+
     multiple = getattr(trainer.data_collator, "pad_to_multiple_of", None)
     levers = trainer.fast_paths.levers
     return {
         "precision": f"{precision} autocast, fp32 master weights" if precision != "fp32" else "fp32",
-        "batch order": "length-grouped random" if trainer.args.group_by_length else "random",
+        "batch order": "length-grouped random" if groups_by_length(trainer.args.group_by_length, trainer.model)
+        else "random",
         "evaluation order": "sorted by length, outputs restored to dataset order",
         "batch lengths": f"longest in the batch, rounded up to a multiple of {multiple}" if multiple
         else "longest in the batch",

@@ -20,14 +20,19 @@ _EXPORTS = {
     "default_model": "models",
     "TrainerCallback": "callbacks", "TrainerControl": "callbacks",
     "EarlyStoppingCallback": "callbacks",
-    "SeqtuneError": "errors",
+    "SeqtuneError": "errors", "TaskSpec": "task",
+    "BestRun": "tune",
+    "Predictor": "predictor", "export_onnx": "export",
 }
 __all__ = [
+    "BestRun",
     "DataCollatorWithPadding",
     "EarlyStoppingCallback",
     "EvalPrediction",
     "PredictionOutput",
+    "Predictor",
     "SeqtuneError",
+    "TaskSpec",
     "TrainOutput",
     "Trainer",
     "TrainerCallback",
@@ -35,6 +40,7 @@ __all__ = [
     "TrainerState",
     "TrainingArguments",
     "default_model",
+    "export_onnx",
     "infer_task",
     "load_dataset",
     "load_files",
@@ -52,7 +58,9 @@ if TYPE_CHECKING:
     from .metrics import load_metric
     from .models import default_model
     from .state import TrainerState
+    from .task import TaskSpec
     from .trainer import EvalPrediction, PredictionOutput, Trainer, TrainOutput, set_seed
+    from .tune import BestRun
 
 
 def __getattr__(name: str) -> Any:

@@ -196,7 +196,8 @@ ARGS: tuple[Arg, ...] = (
     ok("overwrite_output_dir", "accepted; the command line's --overwrite-output-dir clears an old run",
        origin=LEGACY),
     ok("evaluation_strategy", "the course's spelling of eval_strategy, with a FutureWarning", origin=LEGACY),
-    ok("group_by_length", "True (transformers 4: False): batches of similar length in a random order",
+    ok("group_by_length", "None (transformers 4: False): batches of similar length in a random order, but "
+                          "random batches for regression and multi-label models; True or False for every model",
        own_default=True, origin=LEGACY),
     ok("adafactor", "True is optim='adafactor'", origin=LEGACY),
     no("no_cuda", False, "use use_cpu=True", origin=LEGACY),

@@ -89,8 +89,10 @@ class TrainingArguments:
     dataloader_drop_last: bool = False
     report_to: str | list[str] | None = "none"
     disable_tqdm: bool = False
-    # seqtune default True (transformers: False): batches of similar length, in a random order.
-    group_by_length: bool = True
+    # seqtune default None (transformers: False): batches of similar length, in a random order, for single-label
+    # classifiers; not for regression or multi-label models, where length-sorted batches cost 2-3 points of
+    # Pearson and 1 of micro-F1 (bench/RESULTS-quality-defaults.md); True or False decides for every model.
+    group_by_length: bool | None = None
     remove_unused_columns: bool = True
     label_names: list[str] | None = None
     # Accepted for compatibility: seqtune already moves predictions off the device after every batch.

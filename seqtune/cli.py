@@ -36,13 +36,14 @@ class DefaultsHelp(argparse.HelpFormatter):
 DEFAULTS_HELP = DefaultsHelp
 
 
-def _train_parser(commands) -> None:
+def _train_parser(commands, name: str = "train", about: str = "fine-tune a model on a GLUE task or on your files",
+                  description: str = "Fine-tune a model and report the validation metrics after each epoch.",
+                  ) -> argparse.ArgumentParser:
     from .args import OPTIMIZERS, SCHEDULERS  # no torch: a few milliseconds
 
     train = commands.add_parser(
-        "train", help="fine-tune a model on a GLUE task or on your files", formatter_class=DEFAULTS_HELP,
-        description="Fine-tune a model and report the validation metrics after each epoch. "
-                    "Options may also come from --config recipe.yaml (flags override it).")
+        name, help=about, formatter_class=DEFAULTS_HELP,
+        description=f"{description} Options may also come from --config recipe.yaml (flags override it).")
     train.add_argument("--config", help="YAML file of options (keys as the long flags, - or _)")
     data = train.add_argument_group("data")
     data.add_argument("--task", help="glue/<task>, e.g. glue/mrpc (GLUE TSVs from $GLUE_DIR/<TASK>/)")
@@ -55,17 +56,31 @@ def _train_parser(commands) -> None:
     data.add_argument("--text-column", action="append", default=None,
                       help="text column name or 0-based index; twice for a sentence pair (default: found "
                            "by name or content)")
-    data.add_argument("--label-column", default=None,
-                      help="label column name or index (default: found by name or content)")
-    data.add_argument("--task-type", choices=("classification", "regression"), default=None,
-                      help="what to learn (default: classification for text or whole-number labels, "
-                           "regression for fractional numbers)")
+    data.add_argument("--label-column", action="append", default=None,
+                      help="label column name or index (default: found by name or content); repeated: the 0/1 "
+                           "columns of a multi-label task, one a label")
+    data.add_argument("--task-type", choices=("classification", "multi_label", "regression"), default=None,
+                      help="what to learn (default: multi_label for list cells or a separator inside many "
+                           "label cells, classification for text or whole-number labels, regression for "
+                           "fractional numbers)")
+    data.add_argument("--label-separator", default=None, metavar="SEP",
+                      help="multi-label cells hold labels joined by SEP, e.g. '|' for sports|politics "
+                           "(default: , | or ; when the data makes it plain)")
+    data.add_argument("--label-names", default=None, metavar="FILE",
+                      help="label cells hold ids: FILE names them, one name per line (line 1 is id 0)")
     data.add_argument("--format", choices=FORMATS, default=None,
                       help="file format (default: from the extension)")
     data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                       help="whether CSV/TSV files start with a header row (default: detected from the first rows)")
     data.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens "
                       "(default: the model's maximum)")
+    data.add_argument("--long-text", choices=("truncate", "head-tail", "chunks"), default="truncate",
+                      help="rows past --max-length: truncate (default), head-tail (keep the first quarter and the "
+                           "end), chunks (overlapping windows, logits averaged per document); predict and "
+                           "evaluate do the same")
+    data.add_argument("--stride", type=int, default=None,
+                      help="chunks: tokens shared by neighbouring windows, as transformers' tokenizers' stride "
+                           "(default: a quarter of the window)")
     data.add_argument("--metric", action="append", default=None,
                       help="metric to report (repeatable): accuracy, f1, macro_f1, matthews, pearson, spearman "
                            "(default: accuracy and macro_f1, plus f1 for two classes; pearson and spearman "
@@ -90,6 +105,9 @@ def _train_parser(commands) -> None:
                           help='the schedule\'s own options, e.g. \'{"min_lr_rate": 0.1}\' for cosine_with_min_lr')
     training.add_argument("--optim", choices=OPTIMIZERS, default="adamw_torch_fused",
                           help="optimizer (adamw_torch_fused: fused AdamW where the device has it)")
+    training.add_argument("--class-weights", default=None, metavar="WEIGHTS",
+                          help="weigh the loss by class: 'balanced' (inverse frequency, as scikit-learn; for "
+                               "multi-label each label's negatives/positives as BCE pos_weight) or 'pos=3,neg=1'")
     training.add_argument("--label-smoothing", type=float, default=0.0,
                           help="label smoothing factor for classification, in [0, 1)")
     training.add_argument("--gradient-accumulation-steps", type=int, default=1,
@@ -101,8 +119,9 @@ def _train_parser(commands) -> None:
     training.add_argument("--keep-model-dtype", action="store_true",
                           help="train weights stored in bf16/fp16 as they are (pure bf16); without it they "
                                "are upcast to fp32 master weights")
-    training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
-                          help="plain random batches (default: batches of similar length, in random order)")
+    training.add_argument("--no-group-by-length", dest="group_by_length", action="store_false", default=None,
+                          help="plain random batches (default: batches of similar length, in random order, except "
+                               "for regression, where random batches are more accurate)")
     training.add_argument("--use-cpu", action="store_true", help="train on the CPU even if a GPU is there")
     training.add_argument("--fsdp", action="store_true",
                           help="under torchrun: shard the model with FSDP2 instead of replicating it (DDP)")
@@ -127,6 +146,14 @@ def _train_parser(commands) -> None:
                             "about a third more time per step)")
     evaluation = train.add_argument_group("evaluation")
     evaluation.add_argument("--eval-batch-size", type=int, default=32, help="per-device evaluation batch size")
+    evaluation.add_argument("--no-load-best", dest="load_best", action="store_false",
+                            help="end with the last model (default: with the best evaluation's, by the first "
+                                 "--metric; with --save-strategy no its weights are kept in memory)")
+    evaluation.add_argument("--early-stopping-patience", type=int, default=None, metavar="N",
+                            help="stop when the first --metric has not improved for N evaluations (epochs) in a row")
+    evaluation.add_argument("--early-stopping-threshold", type=float, default=None, metavar="X",
+                            help="with --early-stopping-patience: what counts as an improvement is more than X "
+                                 "(default: any)")
     checkpoints = train.add_argument_group("checkpoints")
     checkpoints.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                              help="continue the newest checkpoint in the output directory, or CHECKPOINT")
@@ -143,12 +170,54 @@ def _train_parser(commands) -> None:
     output.add_argument("--report-to", default="none", choices=("none", "tensorboard", "wandb", "mlflow", "all"),
                         help="also log to this tracker")
     _common(output)
+    return train
 
 
 def _header_option(parser) -> None:
     parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                         help="whether CSV/TSV files start with a header row (default: as the training files "
                              "did, else detected from the first rows)")
+
+
+def _engine_option(parser) -> None:
+    parser.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                        help="torch: the model folder's weights; onnxruntime: an ONNX export (seqtune export), "
+                             "--model being the export folder or a run folder with one in onnx/ (else onnx-int8/)")
+
+
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve", help="answer predictions over HTTP (JSON API, batched)", formatter_class=DEFAULTS_HELP,
+        description="Serve a trained folder: POST /predict, GET /health, the API page at /docs. Concurrent "
+                    "requests share forward passes. SIGTERM or Ctrl-C: answer the requests in flight, exit 0.")
+    serve.add_argument("--model", required=True, help="a seqtune output directory (or an ONNX export of one)")
+    _engine_option(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port, printed)")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="most texts in one forward pass")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="how long a request waits for others to share its forward pass")
+    serve.add_argument("--max-texts", type=int, default=256, help="most texts (or pairs) in one request")
+    serve.add_argument("--max-text-chars", type=int, default=None,
+                       help="longest text taken, in characters (default: 32 per token of the model's window, "
+                            "e.g. 16,384 for 512 tokens)")
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
+                       help="largest request body taken; a larger one is refused unread")
+    serve.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export", help="write an ONNX model (optionally int8) that ONNX Runtime runs", formatter_class=DEFAULTS_HELP,
+        description="Export a trained folder (a LoRA one merged) to ONNX with its tokenizer and task files, "
+                    "checked against torch; predict with --engine onnxruntime.")
+    export.add_argument("--model", required=True, help="a seqtune output directory")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="what to write")
+    export.add_argument("--quantize", choices=("int8",), default=None,
+                        help="int8 weights (dynamic quantization: activations quantized on the fly)")
+    export.add_argument("--output", default=None,
+                        help="the export folder (default: MODEL/onnx, or MODEL/onnx-int8 with --quantize int8)")
+    export.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _common(group) -> None:
@@ -164,16 +233,25 @@ def build_parser() -> argparse.ArgumentParser:
                "  seqtune doctor", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _train_parser(commands)
+    from . import crossval, tune
+
+    crossval.add_options(_train_parser(commands))
+    tune.add_options(_train_parser(commands, "tune", "search hyperparameters with optuna (trials of train)",
+                                   "Run a study of train runs with other hyperparameters (optuna: TPE sampler, "
+                                   "median pruner); the best trial's model ends in the output folder."))
     predict = commands.add_parser("predict", help="label a file with a trained model", formatter_class=DEFAULTS_HELP)
     predict.add_argument("--model", required=True, help="a seqtune output directory (or any model folder)")
     predict.add_argument("--input", required=True, help="file to label: .csv .tsv .json .jsonl .parquet")
     predict.add_argument("--output", required=True, help="where to write: .csv .tsv .jsonl")
     predict.add_argument("--all-scores", action="store_true", help="add every class's probability")
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="multi-label: one score threshold in [0, 1] for every label (default: each "
+                              "label's, tuned on validation when the model was trained)")
     predict.add_argument("--text-column", action="append", default=None,
                          help="text column(s) (default: the ones the model was trained on)")
     predict.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
     predict.add_argument("--format", choices=FORMATS, default=None, help="input format (default: from the extension)")
+    _engine_option(predict)
     _header_option(predict)
     _common(predict)
     evaluate = commands.add_parser("evaluate", help="metrics of a trained model on labelled data",
@@ -182,17 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="labelled file")
     evaluate.add_argument("--text-column", action="append", default=None,
                           help="text column(s) (default: the ones the model was trained on)")
-    evaluate.add_argument("--label-column", default=None,
-                          help="label column name or index (default: found by name or content)")
+    evaluate.add_argument("--label-column", action="append", default=None,
+                          help="label column name or index (default: found by name or content); repeated: "
+                               "a multi-label model's 0/1 columns")
     evaluate.add_argument("--batch-size", type=int, default=32, help="rows per forward pass")
+    evaluate.add_argument("--errors", default=None, metavar="FILE",
+                          help="also write every wrong row, most confident first (regression: every row, largest "
+                               "error first) to FILE: .csv .tsv .jsonl")
     evaluate.add_argument("--format", choices=FORMATS, default=None,
                           help="input format (default: from the extension)")
+    _engine_option(evaluate)
     _header_option(evaluate)
     _common(evaluate)
     doctor = commands.add_parser("doctor", help="explain this machine: torch, GPU, precision, what to fix")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument("--output-dir", default=".", help="where free disk space is checked")
     doctor.add_argument("--debug", action="store_true", help="show tracebacks")
+    _serve_parser(commands)
+    _export_parser(commands)
     report = commands.add_parser("report", help="rebuild report.md and training_curves.png of a run")
     report.add_argument("output_dir", help="a seqtune output directory")
     report.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -218,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         config_only: set[str] = set()
-        if options.command == "train" and options.config:
+        if options.command in ("train", "tune") and options.config:
             options, config_only = _with_config(parser, argv, options)
         # Every option checked before any data or model is loaded: a typo costs nothing.
         options = validate(options.command, options, config_only)
@@ -239,10 +324,22 @@ def _run(options: argparse.Namespace) -> int:
         from .run import run_train
 
         return run_train(options)
+    if options.command == "tune":
+        from .tune import run_tune
+
+        return run_tune(options)
     if options.command in ("predict", "evaluate"):
         from . import inference
 
         return getattr(inference, f"run_{options.command}")(options)
+    if options.command == "export":
+        from .export import run_export
+
+        return run_export(options)
+    if options.command == "serve":
+        from .serve import run_serve
+
+        return run_serve(options)
     if options.command == "doctor":
         from .doctor import run_doctor
 
@@ -272,30 +369,30 @@ def _with_config(parser: argparse.ArgumentParser, argv: list[str],
         raise SeqtuneError(f"--config {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise SeqtuneError(f"--config {path}: expected a mapping of option: value")
-    train = subparser(parser, "train")
+    train = subparser(parser, options.command)
     actions = {a.dest: a for a in train._actions}
     defaults: dict[str, object] = {}
     for key, value in values.items():
         dest = str(key).replace("-", "_")
         if dest not in actions or dest in ("config", "help"):
-            raise SeqtuneError(f"--config {path}: unknown option {key!r}; see seqtune train --help")
+            raise SeqtuneError(f"--config {path}: unknown option {key!r}; see seqtune {options.command} --help")
         if dest in defaults:  # batch-size and batch_size both: which one was meant?
             raise SeqtuneError(f"--config {path}: {key!r} is given twice (spelled with - and with _)")
         defaults[dest] = check(actions[dest], value, f"--config {path}: {key}")
     train.set_defaults(**defaults)
     merged = parser.parse_args(argv)
-    given = _given(argv)
+    given = _given(argv, options.command)
     for dest in defaults.keys() & given.keys():
         merged.__dict__[dest] = given[dest]  # a repeated flag replaces the file's list rather than adding to it
     return merged, set(defaults) - given.keys()
 
 
-def _given(argv: list[str]) -> dict[str, object]:
-    """The train options the command line itself sets (no defaults)."""
+def _given(argv: list[str], command: str = "train") -> dict[str, object]:
+    """The train (or tune) options the command line itself sets (no defaults)."""
     from .options import subparser
 
     parser = build_parser()
-    for action in subparser(parser, "train")._actions:
+    for action in subparser(parser, command)._actions:
         action.default = argparse.SUPPRESS
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if k != "command"}
 

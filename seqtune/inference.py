@@ -28,40 +28,42 @@ def load_trained(model_dir: str) -> tuple[Any, Any, TaskSpec]:
 
 
 def _read(path: str, fmt: str | None, spec: TaskSpec, text_columns: list[str] | None,
-          label_column: str | None, needs_label: bool, header: bool | None):
-    """The file as a frame, and which of its columns hold the texts (and the label)."""
-    from .data.files import TextTask, infer_task, read_table
+          label_column: str | list[str] | None, needs_label: bool, header: bool | None):
+    """The file as a frame, and which of its columns hold the texts (and the label). A multi-label model's
+    labels: cells as it was trained on (its separator, ids), or its labels' 0/1 columns."""
+    from .data.files import TextTask, indicator_frame, infer_task, read_table
 
     if header is None and spec.text_columns and all(isinstance(c, int) for c in spec.text_columns):
         header = False  # trained on headerless files: files to label are read the same way
     frame = read_table(path, fmt, header, expected_columns=spec.text_columns)
     columns = text_columns or [c for c in spec.text_columns if c in frame.columns] or None
-    found = infer_task(frame, columns, label_column if needs_label else None, spec.task_type, where=path)
+    label_column = label_column[0] if isinstance(label_column, list) and len(label_column) == 1 else label_column
+    multi = spec.task_type == "multi_label"
+    if needs_label and multi and (isinstance(label_column, list) or label_column is None and spec.label_names and
+                                  set(spec.label_names) <= set(map(str, frame.columns))):
+        frame, label_column = indicator_frame(frame, label_column or spec.label_names, path)  # 0/1 columns
+    found = infer_task(frame, columns, label_column if needs_label else None, spec.task_type, where=path,
+                       label_separator=spec.label_separator if multi else None,
+                       names=spec.label_names if multi else None)
     if needs_label and found.label_column is None:
         raise SeqtuneError(f"{path}: no label column found; pass --label-column NAME")
     return frame, TextTask(found.text_columns, found.label_column if needs_label else None, spec.task_type,
-                           spec.label_names)
+                           spec.label_names, spec.label_separator if multi else None,
+                           "the model's label names" if spec.label_ids else None)
 
 
-def _predict(options: argparse.Namespace, path: str, needs_label: bool, prefix: str):
-    """The folder's model run over the file: (frame, task, tokenized rows, PredictionOutput)."""
-    import datasets
-
-    from .args import TrainingArguments
+def _predict(options: argparse.Namespace, path: str, needs_label: bool):
+    """The folder's model run over the file: (frame, predictor, dataset of its texts and labels, logits
+    one row per file row)."""
     from .data.files import to_dataset
-    from .trainer import Trainer
+    from .predictor import Predictor
 
-    model, tokenizer, spec = load_trained(options.model)
-    frame, text_task = _read(path, options.format, spec, options.text_column,
+    predictor = Predictor(options.model, engine=getattr(options, "engine", "torch"), batch_size=options.batch_size,
+                          quiet=options.quiet)
+    frame, text_task = _read(path, options.format, predictor.spec, options.text_column,
                              getattr(options, "label_column", None), needs_label, options.header)
-    rows = spec.tokenize(datasets.DatasetDict({"rows": to_dataset(frame, text_task, path)}), tokenizer)["rows"]
-    # Nothing is written: the model folder stands in as output_dir, and no save ever happens.
-    # A model stored in bf16 predicts in bf16 (keep_model_dtype): nothing is trained here.
-    args = TrainingArguments(options.model, per_device_eval_batch_size=options.batch_size, disable_tqdm=options.quiet,
-                             save_strategy="no", report_to="none", keep_model_dtype=True)
-    trainer = Trainer(model, args, processing_class=tokenizer,
-                      compute_metrics=spec.compute_metrics() if needs_label else None)
-    return frame, spec, rows, trainer.predict(rows, metric_key_prefix=prefix)
+    dataset = to_dataset(frame, text_task, path)
+    return frame, predictor, dataset, predictor.dataset_logits(dataset)
 
 
 def run_predict(options: argparse.Namespace) -> int:
@@ -72,11 +74,14 @@ def run_predict(options: argparse.Namespace) -> int:
     _check_writable(output)  # before any inference runs
     if output.resolve() == Path(options.input).resolve():
         raise SeqtuneError(f"--output {output} is the --input file; write the predictions to another file")
-    frame, spec, rows, prediction = _predict(options, options.input, needs_label=False, prefix="test")
+    frame, predictor, _, logits = _predict(options, options.input, needs_label=False)
     result = frame.copy()
-    for column, values in spec.prediction_columns(spec.per_row(prediction.predictions, rows),
-                                                  options.all_scores).items():
+    columns = predictor.spec.prediction_columns(logits, options.all_scores, getattr(options, "threshold", None))
+    for column, values in columns.items():
         result[column] = values
+    if "predicted_labels" in columns and output.suffix.lower() != ".jsonl":  # a list a row: JSON in .jsonl
+        joiner = predictor.spec.label_separator or "|"  # a CSV cell: joined as the training cells were
+        result["predicted_labels"] = [joiner.join(names) for names in columns["predicted_labels"]]
     output.parent.mkdir(parents=True, exist_ok=True)
     # Written beside, then renamed into place: killed or out of disk half-way, the old file stays whole.
     try:
@@ -100,10 +105,39 @@ def _check_writable(output: Path) -> None:
     check_writable(output, "--output", start=output.parent)  # the file itself may exist: it is replaced
 
 
+def _write_errors(path: str, spec: TaskSpec, dataset: Any, logits: Any) -> None:
+    """evaluate --errors: every wrong row (regression: every row), surest mistake or largest error first."""
+    import numpy as np
+
+    from .errors_analysis import error_rows, write_errors
+    from .trainer import PredictionOutput
+
+    pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
+    rows = error_rows(PredictionOutput(logits, np.asarray(dataset["label"]), {}), dataset["text"],
+                      task_type=spec.task_type, label_names=spec.label_names, thresholds=spec.thresholds,
+                      text_pairs=pairs)
+    write_errors(rows, path, spec.label_separator or "|")
+    what = "rows, largest error first" if spec.task_type == "regression" else "wrong rows, most confident first"
+    print(f"seqtune: wrote {len(rows):,} {what} to {path}")
+
+
 def run_evaluate(options: argparse.Namespace) -> int:
     """Print the metrics the model was trained with, on a labelled file."""
-    frame, _, _, prediction = _predict(options, options.data, needs_label=True, prefix="eval")
-    print(f"seqtune: {options.data} ({len(frame):,} rows)")
-    for key, value in prediction.metrics.items():
-        print(f"  {key.removeprefix('eval_')}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    import time
+
+    import numpy as np
+
+    if getattr(options, "errors", None):
+        from .errors_analysis import check_errors_path
+
+        check_errors_path(options.errors, options.data)  # before any inference runs
+    start = time.perf_counter()
+    frame, predictor, dataset, logits = _predict(options, options.data, needs_label=True)
+    metrics = predictor.spec.compute_metrics()((logits, np.asarray(dataset["label"])))
+    runtime = time.perf_counter() - start
+    if getattr(options, "errors", None):
+        _write_errors(options.errors, predictor.spec, dataset, logits)
+    print(f"seqtune: {options.data} ({len(frame):,} rows, {predictor.engine} engine)")
+    for key, value in {**metrics, "runtime": runtime, "samples_per_second": len(frame) / runtime}.items():
+        print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
     return 0

@@ -24,7 +24,25 @@ def f1(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
 def macro_f1(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
-    return {"macro_f1": float(f1_score(references, predictions, average="macro"))}
+    return {"macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0))}
+
+
+def micro_f1(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """F1 over every (row, label) decision pooled: multi-label's headline metric (for one label a row, accuracy)."""
+    from sklearn.metrics import f1_score
+
+    return {"micro_f1": float(f1_score(references, predictions, average="micro", zero_division=0))}
+
+
+def subset_accuracy(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """The share of rows whose predicted label set is exactly right (scikit-learn's multi-label accuracy)."""
+    exact = predictions == references
+    return {"subset_accuracy": float(np.mean(exact.all(-1) if exact.ndim > 1 else exact))}
+
+
+def hamming_loss(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """The share of (row, label) decisions that are wrong; lower is better."""
+    return {"hamming_loss": float(np.mean(predictions != references))}
 
 
 def matthews(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
@@ -63,12 +81,14 @@ GLUE_METRICS: dict[str, tuple[Scorer, ...]] = {
 SINGLE_METRICS: dict[str, Scorer] = {
     "accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "matthews": matthews, "matthews_correlation": matthews,
     "pearson": pearson, "pearsonr": pearson, "spearman": spearman, "spearmanr": spearman,
+    "micro_f1": micro_f1, "subset_accuracy": subset_accuracy, "hamming_loss": hamming_loss,
 }
 
 
 # Imported when the metric is loaded, as `evaluate.load` does: importing scikit-learn takes ~0.8 s,
 # which would otherwise land inside the first evaluation.
 LIBRARIES: dict[Scorer, str] = {f1: "sklearn.metrics", macro_f1: "sklearn.metrics", matthews: "sklearn.metrics",
+                                micro_f1: "sklearn.metrics",
                                 pearson: "scipy.stats", spearman: "scipy.stats"}
 
 

@@ -53,18 +53,31 @@ RULES: dict[str, Rule] = {
     "lora_dropout": Rule("a fraction in [0, 1)", False, lambda v: 0 <= v < 1),
     **{name: _whole_from(1) for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps",
                                          "save_total_limit", "max_length")},
+    "stride": _whole_from(0),
+    "trials": _whole_from(1),  # seqtune tune
+    "folds": Rule("a whole number >= 2", True, lambda v: v >= 2),  # train --folds
+    "early_stopping_patience": _whole_from(1),
+    "early_stopping_threshold": Rule("a finite number >= 0", False, lambda v: 0 <= v < math.inf),
+    "threshold": Rule("a number in [0, 1]", False, lambda v: 0 <= v <= 1),
+    # seqtune serve
+    "port": Rule("a whole number from 0 to 65535 (0: any free port)", True, lambda v: 0 <= v <= 65535),
+    "max_wait_ms": Rule("a number of milliseconds from 0 to 10000", False, lambda v: 0 <= v <= 10_000),
+    **{name: _whole_from(1) for name in ("max_batch_size", "max_texts", "max_text_chars", "max_body_bytes")},
 }
 # What a text option holds, said when its value is refused (empty, or not text at all).
 TEXTS = {"model": "a hub id or a model folder", "task": "glue/<task>", "label_column": "a column name or 0-based index",
          "config": "a YAML file", "resume": "true, false or a checkpoint folder",
-         "lr_scheduler_kwargs": "a JSON object"}
+         "lr_scheduler_kwargs": "a JSON object", "host": "a host name or IP address",
+         "errors": "a file to write: .csv, .tsv or .jsonl", "timeout": "a duration such as 90s, 30m or 2h",
+         "space": "a YAML file", "objective": "a metric name or loss", "seeds": "seeds separated by commas"}
 LISTS = {"text_column": ("a column name or 0-based index, or a list of one or two", 2),
          "metric": ("a metric name or a list of them", None),
-         "lora_targets": ("a layer name or a list of them", None)}
+         "lora_targets": ("a layer name or a list of them", None),
+         "label_column": ("a column name or 0-based index, or a list of 0/1 label columns", None)}
 COLUMNS = {"text_column", "label_column"}  # a YAML number here is a column index, as the flag's "1" would be
 # Options that only the training files use; --task glue/<task> brings its own columns, labels and metrics.
 FILE_ONLY = ("validation", "test", "validation_split", "text_column", "label_column", "task_type", "format",
-             "header", "metric")
+             "header", "metric", "label_separator", "label_names")
 # Options that contradict each other: given both on one level they are refused; a flag beats the config file.
 EXCLUSIVE = (("task", "train", "pass either --task glue/<task> or --train FILE, not both"),
              ("validation", "validation_split", "pass either --validation FILE or --validation-split FRACTION, "
@@ -159,6 +172,13 @@ def check(action: argparse.Action, value: Any, where: str | None = None) -> Any:
             return value
     elif kind == "number":
         return _number(action, value, where)
+    elif action.dest == "class_weights" and isinstance(value, (str, dict)):
+        from .multilabel import parse_class_weights
+
+        parsed = parse_class_weights(value, where)  # weights that are not finite and > 0 are refused now
+        return value if isinstance(value, str) else parsed
+    elif action.dest == "label_separator" and isinstance(value, str) and value:
+        return value  # " " or a tab is a separator, though blank
     elif action.dest == "lr_scheduler_kwargs":
         if isinstance(value, dict):  # a YAML mapping: as the flag's JSON text would give it
             return json.dumps(value)
@@ -206,7 +226,7 @@ def subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argumen
 def validate(command: str, options: argparse.Namespace, config_only: Iterable[str] = ()) -> argparse.Namespace:
     """Every option of `command` checked (the others pass through); `config_only`: the options whose value
     came from the --config file and not from a flag. Returns the options as they are to be used."""
-    if command not in ("train", "predict", "evaluate"):
+    if command not in ("train", "tune", "predict", "evaluate", "serve", "export"):
         return options
     from .cli import build_parser
 
@@ -215,8 +235,12 @@ def validate(command: str, options: argparse.Namespace, config_only: Iterable[st
     for dest, action in actions.items():
         if hasattr(checked, dest):
             setattr(checked, dest, check(action, getattr(checked, dest)))
-    if command == "train":
+    if command in ("train", "tune"):
         _combinations(checked, set(config_only), actions)
+    if command == "train":
+        from .crossval import check_options
+
+        check_options(checked)  # --folds, --seeds
     return checked
 
 
@@ -233,6 +257,10 @@ def _combinations(options: argparse.Namespace, config_only: set[str], actions: d
                  if getattr(options, dest) not in (actions[dest].default, None, False)]
         if given:
             raise SeqtuneError(f"{_flag(actions[given[0]])} applies to LoRA runs; add --lora")
+    from .longtext import check_long_text
+
+    check_long_text(options.long_text, options.stride, options.max_length)  # --stride: chunks', below the window
+    _best_model_combinations(options)
     if options.lora and options.fsdp:  # the adapters' saving and resuming are written for whole (DDP) models
         raise SeqtuneError("--lora with --fsdp is not supported: LoRA trains a small part of the model, so run "
                            "it replicated (torchrun without --fsdp)")
@@ -247,8 +275,19 @@ def _combinations(options: argparse.Namespace, config_only: set[str], actions: d
         if options.data_dir is not None:
             raise SeqtuneError("--data-dir applies to --task glue/<task> (the folder of its GLUE TSVs), "
                                "not to --train files")
-        if not options.validation and not options.validation_split:
+        if not options.validation and not options.validation_split and not getattr(options, "folds", None):
             raise SeqtuneError("no validation data: pass --validation FILE or --validation-split 0.1")
+
+
+def _best_model_combinations(options: argparse.Namespace) -> None:
+    """Keeping the best model and early stopping: the combinations that cannot work, said before any work."""
+    if options.early_stopping_threshold is not None and not options.early_stopping_patience:
+        raise SeqtuneError("--early-stopping-threshold applies with --early-stopping-patience N; add it")
+    # --save-strategy steps or no: no checkpoint follows the evaluations, so the best weights are kept in memory.
+    if options.load_best and options.save_strategy != "epoch" and options.fsdp:
+        raise SeqtuneError(f"--fsdp with --save-strategy {options.save_strategy} cannot keep the best model (its "
+                           "weights are sharded and no checkpoint follows the evaluations); use --save-strategy "
+                           "epoch, or --no-load-best to keep the last model")
 
 
 def usage_error(parser: argparse.ArgumentParser, message: str) -> str:

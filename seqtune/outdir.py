@@ -21,7 +21,10 @@ OWN_FILES = {*RUN_MARKERS, LOCK_FILE, "model.safetensors", "config.json", "gener
              "training_args.json", "trainer_state.json", "report.md", "README.md", "training_curves.png",
              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
              "merges.txt", "added_tokens.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model",
-             "chat_template.jinja", "runs", "mlruns", "wandb", *ADAPTER_FILES}
+             "chat_template.jinja", "runs", "mlruns", "wandb", *ADAPTER_FILES,
+             # seqtune export's folders, and what tune and --folds/--seeds write (seqtune/tune.py, crossval.py)
+             "onnx", "onnx-int8", "tune.db", ".tune.lock", "trials", "tune_report.md", "tune_trials.png",
+             "best_params.json", "folds", "seeds", "cv_report.md", "crossval.json", "oof_predictions.csv"}
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -49,7 +49,11 @@ class MetricsLogCallback(TrainerCallback):
 
 def data_balance(split: Any, label_names: list[str]) -> dict[str, Any]:
     info: dict[str, Any] = {"rows": len(split)}
-    if "label" in split.column_names and label_names:
+    if "label" in split.column_names and label_names and len(split) and isinstance(split[0]["label"], list):
+        rows = split["label"]  # multi-hot: the rows holding each label, and those with none
+        info["labels"] = {name: sum(row[i] > 0.5 for row in rows) for i, name in enumerate(label_names)}
+        info["labels"]["no label"] = sum(not any(v > 0.5 for v in row) for row in rows)
+    elif "label" in split.column_names and label_names:
         counts = Counter(split["label"])
         info["labels"] = {label_names[i] if 0 <= i < len(label_names) else str(i): n
                           for i, n in sorted(counts.items())}
@@ -165,7 +169,12 @@ def render_report(records: list[dict[str, Any]], run: dict[str, Any], plotted: b
              f"{args.get('per_device_train_batch_size')} x {args.get('gradient_accumulation_steps')} accumulation, "
              f"learning rate {args.get('learning_rate')} ({args.get('lr_scheduler_type')}, warmup "
              f"{args.get('warmup_steps')}), weight decay {args.get('weight_decay')}, seed {args.get('seed')}",
-             f"- device and precision: {run.get('device', '?')}", "", "## Data", ""]
+             f"- device and precision: {run.get('device', '?')}",
+             *(["- class weights in the loss: " + ", ".join(
+                 f"{k} {v:.3g}" for k, v in run["class_weights"].items())] if run.get("class_weights") else []),
+             *(["- thresholds (each label's, tuned on validation): " + ", ".join(
+                 f"{k} {v:.2f}" for k, v in run["thresholds"].items())] if run.get("thresholds") else []),
+             "", "## Data", ""]
     for split, info in run.get("data", {}).items():
         balance = ", ".join(f"{k}: {v}" for k, v in info.get("labels", {}).items())
         lines.append(f"- {split}: {info['rows']:,} rows" + (f" ({balance})" if balance else ""))
@@ -179,7 +188,11 @@ def render_report(records: list[dict[str, Any]], run: dict[str, Any], plotted: b
     for key, value in run.get("final", {}).items():
         if not key.endswith(("runtime", "per_second")):
             lines.append(f"- {key}: {value:.4f}" if isinstance(value, float) else f"- {key}: {value}")
-    if run.get("best_model_checkpoint"):
+    if run.get("best_model"):
+        from .bestmodel import describe
+
+        lines.append(f"- model kept: {describe(run['best_model'])}")
+    elif run.get("best_model_checkpoint"):
         lines.append(f"- best checkpoint: `{run['best_model_checkpoint']}` "
                      f"({args.get('metric_for_best_model')} = {run.get('best_metric')})")
     if run.get("confusion"):
@@ -189,7 +202,54 @@ def render_report(records: list[dict[str, Any]], run: dict[str, Any], plotted: b
                   "| --- |" + " ---: |" * len(names)]
         for name, row in zip(names, run["confusion"], strict=True):
             lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _per_class_lines(run) + _error_lines(run)) + "\n"
+
+
+def _per_class_lines(run: dict[str, Any]) -> list[str]:
+    """Precision, recall, F1 and support of each class (multi-label: each label) on the validation split."""
+    if not run.get("per_class"):
+        return []
+    kind = "label" if run.get("task_type") == "multi_label" else "class"
+    where = "validation, at the saved thresholds" if kind == "label" else "validation"
+    lines = ["", f"## Per-{kind} scores ({where})", "", f"| {kind} | precision | recall | F1 | support |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for score in run["per_class"]:
+        lines.append(f"| {score['label']} | {score['precision']:.4f} | {score['recall']:.4f} | {score['f1']:.4f} | "
+                     f"{score['support']} |")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    """A value as one markdown table cell: label sets joined, pipes escaped, line breaks as spaces."""
+    if isinstance(value, list):
+        value = ", ".join(value) or "(none)"
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _error_lines(run: dict[str, Any]) -> list[str]:
+    """The validation rows the model got most confidently wrong (regression: the largest errors)."""
+    errors = run.get("errors")
+    if not errors or not errors.get("shown"):
+        return []
+    regression = run.get("task_type") == "regression"
+    shown = errors["shown"]
+    if regression:
+        title = f"## Largest errors (validation: the {len(shown)} largest of {errors['rows']:,} rows)"
+    elif run.get("task_type") == "multi_label":
+        title = (f"## Most confident mistakes (validation: {errors['wrong']:,} of {errors['rows']:,} rows with "
+                 f"a wrong label set; the {len(shown)} surest)")
+    else:
+        title = (f"## Most confident mistakes (validation: {errors['wrong']:,} of {errors['rows']:,} rows wrong; "
+                 "the surest few of each true label)")
+    last = "absolute error" if regression else "score"
+    lines = ["", title, "", f"| row | text | true | predicted | {last} |", "| ---: | --- | --- | --- | ---: |"]
+    for row in shown:
+        text = row["text"] + (f" ‖ {row['text_pair']}" if row.get("text_pair") is not None else "")
+        lines.append(f"| {row['row']} | {_cell(text)} | {_cell(row['label'])} | {_cell(row['predicted'])} | "
+                     f"{_cell(row['error'] if regression else row['score'])} |")
+    return lines
 
 
 def render_model_card(run: dict[str, Any]) -> str:

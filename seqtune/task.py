@@ -18,6 +18,10 @@ def default_metrics(task_type: str, num_labels: int) -> list[str]:
     """What a run reports when no --metric is given."""
     if task_type == "regression":
         return ["pearson", "spearman"]
+    if task_type == "multi_label":  # micro F1 first: the metric the best checkpoint is chosen by
+        from .multilabel import MULTI_LABEL_METRICS
+
+        return list(MULTI_LABEL_METRICS)
     return ["accuracy", "macro_f1"] + (["f1"] if num_labels == 2 else [])
 
 
@@ -38,7 +42,8 @@ def metric_for(names: list[str]):
     return Metric("+".join(names), [SINGLE_METRICS[n] for n in names])
 
 
-CLASSIFICATION_ONLY = {"accuracy", "f1", "macro_f1", "matthews", "matthews_correlation"}
+CLASSIFICATION_ONLY = {"accuracy", "f1", "macro_f1", "matthews", "matthews_correlation", "micro_f1",
+                       "subset_accuracy", "hamming_loss"}
 REGRESSION_ONLY = {"pearson", "pearsonr", "spearman", "spearmanr"}
 
 
@@ -46,6 +51,9 @@ def check_metrics(names: list[str], task_type: str, num_labels: int) -> None:
     """Metrics that fit the task, known before any training (not found wanting after the first epoch)."""
     check_metric_names(names)
     for name in names:
+        if task_type == "multi_label" and name not in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"):
+            raise SeqtuneError(f"--metric {name} does not score label sets; for multi-label use micro_f1, macro_f1, "
+                               "subset_accuracy or hamming_loss")
         if task_type == "regression" and name in CLASSIFICATION_ONLY:
             raise SeqtuneError(f"--metric {name} scores classes, but this is a regression task; use pearson or "
                                "spearman")
@@ -66,19 +74,41 @@ class TaskSpec:
     text_columns: list[Any]  # the source columns, in the order they are fed (one text or a pair)
     metrics: list[str] = field(default_factory=list)
     max_length: int | None = None
+    long_text: str = "truncate"  # rows past the window: truncate, head-tail or chunks (seqtune.longtext)
+    stride: int | None = None  # chunks: the overlap of neighbouring windows, in tokens
+    thresholds: dict[str, float] | None = None  # multi-label: each label's, tuned on validation (else 0.5)
+    label_separator: str | None = None  # multi-label cells of files to evaluate: split on it
+    label_ids: bool = False  # label cells hold ids into label_names (--label-names)
 
     def __post_init__(self) -> None:
         if not self.metrics:
             self.metrics = default_metrics(self.task_type, len(self.label_names))
         check_metrics(self.metrics, self.task_type, len(self.label_names))
+        from .multilabel import check_thresholds
 
-    def compute_metrics(self) -> Callable:
-        """A `compute_metrics` for the Trainer: class ids (or values) from logits, then the metrics."""
+        check_thresholds(self.thresholds, self.label_names, self.task_type)
+        from .longtext import check_long_text
+
+        check_long_text(self.long_text, self.stride, self.max_length)
+
+    def compute_metrics(self, rows: Any = None) -> Callable:
+        """A `compute_metrics` for the Trainer: class ids (or values) from logits, then the metrics. Given the
+        tokenized `rows` it scores and they are chunks' windows, it scores one row per document."""
+        from .longtext import aggregate, documents_of, reduction
+
         metric = metric_for(self.metrics)
         regression = self.task_type == "regression"
+        documents = documents_of(rows)
 
         def compute_metrics(eval_pred):
             logits, references = eval_pred
+            if documents is not None:  # windows' logits to their documents'; a document's windows share its label
+                logits = aggregate(logits, documents, reduction(self.task_type))
+                references = aggregate(references, documents, "first")
+            if self.task_type == "multi_label":  # sigmoid scores over each label's threshold
+                from .multilabel import metrics
+
+                return metrics(metric, logits, references, self.label_names, self.thresholds)
             predictions = logits[:, 0] if regression else logits.argmax(-1)
             return metric.compute(predictions=predictions, references=references)
 
@@ -86,15 +116,42 @@ class TaskSpec:
 
     def per_row(self, logits: Any, rows: Any) -> Any:
         """One row of logits per input row, in input order, from the logits of the tokenized `rows`."""
-        return logits
+        from .longtext import per_document, reduction
 
-    def prediction_columns(self, logits: Any, all_scores: bool = False) -> dict[str, Any]:
+        return per_document(logits, rows, reduction(self.task_type))
+
+    def per_row_output(self, output: Any, rows: Any) -> Any:
+        """A `Trainer.predict` output over the tokenized `rows` with one row per input row: chunks' windows
+        joined (logits as `per_row`, each document's label once)."""
+        from .longtext import aggregate, documents_of
+
+        documents = documents_of(rows)
+        if documents is None:
+            return output
+        labels = None if output.label_ids is None else aggregate(output.label_ids, documents, "first")
+        return output._replace(predictions=self.per_row(output.predictions, rows), label_ids=labels)
+
+    def prediction_columns(self, logits: Any, all_scores: bool = False,
+                           threshold: float | None = None) -> dict[str, Any]:
         """What `predict` writes for each row, by column: the label and its probability (every class's with
-        `all_scores`), or the predicted value. The one reading of logits, shared by every engine and the server."""
+        `all_scores`), or the predicted value; multi-label: `predicted_labels`, the list of labels whose sigmoid
+        score reaches its threshold (the tuned ones, or `threshold` for all). The one reading of logits, shared
+        by every engine and the server."""
         import numpy as np
 
         if self.task_type == "regression":
             return {"prediction": logits[:, 0]}
+        if self.task_type == "multi_label":
+            from .multilabel import decide
+
+            probabilities, chosen = decide(logits, self.label_names, self.thresholds, threshold)
+            columns = {"predicted_labels": [[n for n, on in zip(self.label_names, row, strict=True) if on]
+                                            for row in chosen]}
+            for i, name in enumerate(self.label_names if all_scores else []):
+                columns[f"probability_{name}"] = probabilities[:, i]
+            return columns
+        if threshold is not None:
+            raise SeqtuneError("--threshold applies to multi-label models; this one picks one class a row")
         shifted = logits - logits.max(-1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
         best = probabilities.argmax(-1)
@@ -106,14 +163,11 @@ class TaskSpec:
         return columns
 
     def tokenize(self, splits: Any, tokenizer: Any) -> Any:
-        """Tokenize a DatasetDict with `text` (and `text_pair`) columns, truncated to max_length."""
-        pair = "text_pair" in splits[next(iter(splits))].column_names
+        """Tokenize a DatasetDict with `text` (and `text_pair`) columns to max_length, rows past it handled as
+        `long_text` says (chunks: several rows per document, with a `document` column)."""
+        from .longtext import tokenize_long_text
 
-        def tokenize(batch: dict) -> dict:
-            return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
-                             max_length=self.max_length)
-
-        return splits.map(tokenize, batched=True, desc="tokenizing")
+        return tokenize_long_text(splits, tokenizer, self.long_text, self.max_length, self.stride)
 
     def save(self, folder: Path) -> None:
         from .atomic import write_text
@@ -125,10 +179,15 @@ class TaskSpec:
         """seqtune.json if the folder has one; else what the model's config says (any transformers folder)."""
         path = Path(folder) / TASK_FILE
         saved = json.loads(path.read_text()) if path.is_file() else {}
-        regression = getattr(config, "problem_type", None) == "regression" or config.num_labels == 1
-        task_type = saved.get("task_type") or ("regression" if regression else "classification")
+        problem = getattr(config, "problem_type", None)
+        regression = problem == "regression" or config.num_labels == 1
+        task_type = saved.get("task_type") or ("regression" if regression else "multi_label"
+                                               if problem == "multi_label_classification" else "classification")
         labels = saved.get("label_names") or ([] if task_type == "regression"
                                               else [config.id2label[i] for i in range(config.num_labels)])
         return cls(name=saved.get("name") or saved.get("task") or Path(folder).name, task_type=task_type,
                    label_names=labels, text_columns=saved.get("text_columns", []),
-                   metrics=saved.get("metrics", []), max_length=saved.get("max_length"))
+                   metrics=saved.get("metrics", []), max_length=saved.get("max_length"),
+                   long_text=saved.get("long_text", "truncate"), stride=saved.get("stride"),
+                   thresholds=saved.get("thresholds"), label_separator=saved.get("label_separator"),
+                   label_ids=bool(saved.get("label_ids", False)))

@@ -26,7 +26,7 @@ from .atomic import write_text
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .compiled import compile_model
 from .data.collate import DataCollatorWithPadding, with_length_buckets
-from .data.sampling import eval_batches, train_batches
+from .data.sampling import eval_batches, groups_by_length, train_batches
 from .device import (
     describe,
     keep_freed_memory,
@@ -54,6 +54,7 @@ from .optim import create_optimizer, create_scheduler, current_lr, step_on_metri
 from .state import Geometry, Tally, TrainerState
 from .stopping import StopRequests
 from .strategy import set_flags
+from .tune import hyperparameter_search as _hyperparameter_search
 
 
 class EvalPrediction(NamedTuple):
@@ -104,10 +105,10 @@ class Trainer:
                  optimizers: tuple[Any, Any] = (None, None),
                  preprocess_logits_for_metrics: Callable | None = None, *,
                  tokenizer: Any = None) -> None:
-        if model is None:
-            if model_init is None:
-                raise SeqtuneError("Trainer needs a model (or model_init)")
-            model = model_init()
+        self.model_init, self._init_arguments = model_init, dict(locals())  # hyperparameter_search's trials
+        if model is None and model_init is None:
+            raise SeqtuneError("Trainer needs a model (or model_init)")
+        model = model_init() if model is None else model
         self.args = args if args is not None else TrainingArguments()
         self.processing_class = processing_class if processing_class is not None else tokenizer
         prepare_model(model, self.processing_class, self.args)  # decoder padding, gradient checkpointing
@@ -157,6 +158,7 @@ class Trainer:
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise SeqtuneError(f"output_dir {self.output_dir} exists and is a file; choose a folder")
 
+    hyperparameter_search = _hyperparameter_search  # transformers' signature; optuna trials (seqtune/tune.py)
     # ---- hooks -------------------------------------------------------------------------------
     def add_callback(self, callback: TrainerCallback) -> None:
         self.callback_handler.add(callback)
@@ -228,7 +230,7 @@ class Trainer:
                 # every world-th one from where the run stands, so any world size resumes at the same batch.
                 batches = train_batches(lengths, args.per_device_train_batch_size,
                                         args.seed if args.data_seed is None else args.data_seed, state.epoch_index,
-                                        args.group_by_length, args.dataloader_drop_last)
+                                        groups_by_length(args.group_by_length, self.model), args.dataloader_drop_last)
                 start = state.batches_seen_in_epoch
                 mine = dist.rank_batches(batches, start)
                 self._fire("on_epoch_begin")

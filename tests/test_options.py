@@ -168,7 +168,7 @@ def test_config_values_are_read_as_their_flags(csv, tmp_path, trained_with, noth
                       "metric: accuracy\nmax_steps: -1\n")
     assert main(["train", "--config", str(recipe)]) == 0
     options = trained_with[-1]
-    assert options.text_column == ["text"] and options.label_column == "1" and options.metric == ["accuracy"]
+    assert options.text_column == ["text"] and options.label_column == ["1"] and options.metric == ["accuracy"]
     assert options.learning_rate == 5e-5 and options.epochs == 2.0 and isinstance(options.epochs, float)
     assert options.save_strategy == "no" and options.warmup_steps == 0.1 and options.resume is None
     # Flags win: a repeated flag replaces the file's list, and a flag beats the file's contradicting option.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SeqtuneError
+from .labels import is_list_cell as _is_list
 
 if TYPE_CHECKING:
     import datasets
@@ -33,6 +34,7 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 NA_SPELLINGS = frozenset({"", "nan", "NaN", "-nan", "-NaN", "NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NULL",
                           "null", "None"})
 SHOWN_ROWS = 5  # row numbers quoted in one message
+TASK_TYPES = ("classification", "multi_label", "regression")
 
 
 @dataclass
@@ -41,8 +43,10 @@ class TextTask:
 
     text_columns: list[str]
     label_column: str | None
-    task_type: str  # "classification" or "regression"
+    task_type: str  # "classification", "multi_label" or "regression"
     label_names: list[str] = field(default_factory=list)
+    label_separator: str | None = None  # multi-label cells split on it ("a|b"); None: lists, or one label a cell
+    names_file: str | None = None  # cells hold ids into label_names, read from this file (--label-names)
 
     @property
     def num_labels(self) -> int:
@@ -50,7 +54,8 @@ class TextTask:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text_columns": self.text_columns, "label_column": self.label_column,
-                "task_type": self.task_type, "label_names": self.label_names}
+                "task_type": self.task_type, "label_names": self.label_names,
+                "label_separator": self.label_separator, "names_file": self.names_file}
 
 
 def file_format(path: str | Path, override: str | None = None) -> str:
@@ -159,8 +164,11 @@ def _first_line(err: BaseException) -> str:
 
 
 def infer_task(frame: pd.DataFrame, text_columns: list[str] | None = None, label_column: str | None = None,
-               task_type: str | None = None, where: str = "the data") -> TextTask:
-    """Pick the text and label columns (the obvious names first) and classification vs regression."""
+               task_type: str | None = None, where: str = "the data", *, label_separator: str | None = None,
+               names: list[str] | None = None, names_file: str | None = None) -> TextTask:
+    """Pick the text and label columns (the obvious names first) and the task type: classification,
+    multi_label (list cells, or a separator inside many label cells) or regression. `names` (read from
+    `names_file`): the label names when the cells hold ids."""
     columns = list(frame.columns)
     label = _column(columns, label_column, where) if label_column is not None else _guess_label(frame, where)
     if text_columns:
@@ -175,13 +183,25 @@ def infer_task(frame: pd.DataFrame, text_columns: list[str] | None = None, label
     if label is None:
         return TextTask(texts, None, task_type or "classification")
     values = frame[label]
-    kind = task_type or _guess_type(values)
-    if kind not in ("classification", "regression"):
-        raise SeqtuneError(f"--task-type {kind!r} is not 'classification' or 'regression'")
-    names: list[str] = []
-    if kind == "classification":
-        names = label_names(values, where, label)
-    return TextTask(texts, label, kind, names)
+    kind = task_type or ("multi_label" if label_separator else _guess_type(values))
+    if kind not in TASK_TYPES:
+        raise SeqtuneError(f"--task-type {kind!r} is not one of {', '.join(map(repr, TASK_TYPES))}")
+    if label_separator and kind != "multi_label":
+        raise SeqtuneError(f"--label-separator applies to multi-label data, but the task type is {kind}; pass "
+                           "--task-type multi_label or drop --label-separator")
+    if names and kind == "regression":
+        raise SeqtuneError("--label-names names classes, but this is a regression task")
+    if kind == "multi_label":
+        from .labels import infer_separator, sorted_names
+
+        task = TextTask(texts, label, kind, list(names or []), label_separator or infer_separator(values),
+                        names_file if names else None)
+        if not names:
+            task.label_names = sorted_names(label_sets(values, task, where))
+        return task
+    if names:
+        return TextTask(texts, label, kind, list(names), names_file=names_file)
+    return TextTask(texts, label, kind, label_names(values, where, label) if kind == "classification" else [])
 
 
 def _column(columns: list, wanted: str | int, where: str) -> Any:
@@ -238,9 +258,11 @@ def _guess_type(values: pd.Series) -> str:
     or empty cell must not turn a score column into a classifier with a class per value."""
     import pandas as pd
 
+    from .labels import infer_separator
+
     present = values[~_missing(values)]
-    if any(_is_list(v) for v in present):
-        return "classification"  # multi-label cells: refused by _check_labels, with their row
+    if any(_is_list(v) for v in present) or infer_separator(present):
+        return "multi_label"
     numbers = pd.to_numeric(present.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
     if numbers.notna().all():
         if (numbers % 1 != 0).any():
@@ -266,15 +288,6 @@ def _missing(values: pd.Series) -> np.ndarray:
     return values.isna().to_numpy(dtype=bool) | np.array(spelled, dtype=bool)
 
 
-def _is_list(value: Any) -> bool:
-    """A multi-label cell: a list/array from JSON or Parquet, or a list written as text in a CSV ("[a, b]")."""
-    import numpy as np
-
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-        return True
-    return isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]")
-
-
 def _rows(index: pd.Index, mask: np.ndarray) -> list[int]:
     """1-based rows of the user's file for the cells in `mask`. read_table numbers data rows 0, 1, ... in the
     index, and splits and drops keep it, so a message names the row in the file, not in a shuffled part."""
@@ -293,11 +306,9 @@ def _check_labels(values: pd.Series, where: str) -> None:
 
     lists = np.array([_is_list(v) for v in values], dtype=bool)
     if lists.any():
-        cell = values.iloc[int(np.flatnonzero(lists)[0])]
-        shown = repr(cell.strip() if isinstance(cell, str) else [_plain(x) for x in cell])
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise SeqtuneError(f"{where}: row {_rows(values.index, lists)[0]}: the label {shown} is a list; "
-                           "multi-label data is not supported yet (it is planned), so give each row one label")
+        shown = _shown_cell(values.iloc[int(np.flatnonzero(lists)[0])])
+        raise SeqtuneError(f"{where}: row {_rows(values.index, lists)[0]}: the label {shown} is a list, but this "
+                           "task has one label a row; pass --task-type multi_label to read lists")
     rows = _rows(values.index, _missing(values))
     if rows:
         many = len(rows) > 1
@@ -311,10 +322,50 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _shown_cell(cell: Any) -> str:
+    """A label cell as a message quotes it: a list as a list, at most 60 characters."""
+    shown = repr(cell.strip() if isinstance(cell, str) else
+                 [_plain(x) for x in cell] if _is_list(cell) else _plain(cell))
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def label_sets(values: pd.Series, task: TextTask, where: str) -> list[list[str]]:
+    """Each multi-label cell as its label names (ids through the names file); blank cells are empty sets.
+    A cell that does not parse, an id past the names, or list cells beside single values: refused with the row."""
+    import numpy as np
+
+    from .labels import parse_cell, resolve_ids
+
+    rows = _rows(values.index, np.ones(len(values), dtype=bool))
+    lists = np.array([_is_list(v) for v in values], dtype=bool)
+    single = ~lists & ~_missing(values)
+    if lists.any() and single.any():
+        first = int(np.flatnonzero(single)[0])
+        raise SeqtuneError(f"{where}: row {rows[first]}: the label {_shown_cell(values.iloc[first])} is a single "
+                           f"value, but other rows hold lists (row {rows[int(np.flatnonzero(lists)[0])]}); write "
+                           "every label cell as a list")
+    sets = []
+    for position, cell in enumerate(values):
+        try:
+            names = parse_cell(cell, task.label_separator)
+            sets.append(resolve_ids(names, task.label_names, task.names_file) if task.names_file else names)
+        except ValueError as err:
+            raise SeqtuneError(f"{where}: row {rows[position]}: the label cell {_shown_cell(cell)} {err}") from None
+    return sets
+
+
 def _check_variety(values: pd.Series, task: TextTask, where: str) -> None:
     """Refuse a training set with one class (or one target): its model would answer the same thing always."""
     import pandas as pd
 
+    if task.task_type == "multi_label":
+        sets = {tuple(sorted(names)) for names in label_sets(values, task, where)}
+        if not any(sets):
+            raise SeqtuneError(f"{where}: no row has a label; there is nothing to train on")
+        if len(sets) == 1:
+            raise SeqtuneError(f"{where}: every row has the labels {', '.join(next(iter(sets)))}; a multi-label "
+                               "classifier needs rows that differ")
+        return
     if task.task_type == "classification":
         keys = sorted({_label_key(v) for v in values})
         if not keys:
@@ -345,6 +396,9 @@ def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Data
         out["text" if len(task.text_columns) == 1 else ("text", "text_pair")[index]] = texts.astype(str).tolist()
     if task.label_column is not None and task.label_column in frame.columns:
         values = frame[task.label_column]
+        if task.task_type == "multi_label":
+            out["label"] = _multi_hot(values, task, where)
+            return datasets.Dataset.from_dict(out)
         _check_labels(values, where)
         if task.task_type == "regression":
             numbers = pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
@@ -357,6 +411,8 @@ def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Data
         else:
             ids = {name: i for i, name in enumerate(task.label_names)}
             keys = [_label_key(v) for v in values]
+            if task.names_file:  # ids into the names file, each checked with its row
+                keys = [names[0] for names in label_sets(values, task, where)]
             unknown = np.array([v not in ids for v in keys], dtype=bool)
             if unknown.any():
                 value = keys[int(np.flatnonzero(unknown)[0])]
@@ -365,6 +421,24 @@ def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Data
                     f"({', '.join(task.label_names[:10])}{', ...' if len(task.label_names) > 10 else ''})")
             out["label"] = [ids[v] for v in keys]
     return datasets.Dataset.from_dict(out)
+
+
+def _multi_hot(values: pd.Series, task: TextTask, where: str) -> list[list[float]]:
+    """Float multi-hot rows in label_names order; a label the training data never had is refused with its row."""
+    import numpy as np
+
+    from .labels import multi_hot
+
+    sets = label_sets(values, task, where)
+    known = set(task.label_names)
+    unknown = np.array([any(n not in known for n in names) for names in sets], dtype=bool)
+    if unknown.any():
+        first = int(np.flatnonzero(unknown)[0])
+        name = next(n for n in sets[first] if n not in known)
+        listed = ", ".join(task.label_names[:10]) + (", ..." if len(task.label_names) > 10 else "")
+        raise SeqtuneError(f"{where}: row {_rows(values.index, unknown)[0]}: label {name!r} is not one of the training "
+                           f"labels ({listed})")
+    return multi_hot(sets, task.label_names)
 
 
 def _label_key(value: Any) -> str:
@@ -402,17 +476,38 @@ def stratified_split(frame: pd.DataFrame, task: TextTask, fraction: float,
 
 
 def load_files(train: str | Path, validation: str | Path | None = None, test: str | Path | None = None, *,
-               text_columns: list[str] | None = None, label_column: str | None = None,
+               text_columns: list[str] | None = None, label_column: str | list[str] | None = None,
                task_type: str | None = None, fmt: str | None = None, header: bool | None = None,
-               validation_split: float | None = None, seed: int = 42,
-               drop_unlabelled: bool = False) -> tuple[datasets.DatasetDict, TextTask]:
+               validation_split: float | None = None, seed: int = 42, drop_unlabelled: bool = False,
+               label_separator: str | None = None,
+               label_names: str | Path | list[str] | None = None) -> tuple[datasets.DatasetDict, TextTask]:
     """Read the files, infer the task from the training file, and return (splits, task). Rows with no label
-    are refused, or with `drop_unlabelled` dropped (and counted); so are multi-label cells and a training file
-    with one class (or one regression target)."""
+    are refused, or with `drop_unlabelled` dropped (and counted); so is a training file with one class (or one
+    regression target). Multi-label data (`task_type="multi_label"`, or inferred from list cells or a separator
+    in many cells) gives a float multi-hot `label`; there a row with no label is the empty set. Its labels come
+    from delimited cells (`label_separator`), lists, several 0/1 columns (`label_column` a list), or ids into
+    `label_names` (a file of one name per line, or the list)."""
     import datasets
 
+    from .labels import checked_names, read_label_names
+
+    columns = [label_column] if label_column is not None and not isinstance(label_column, (list, tuple)) else \
+        list(label_column or [])
+    indicators = columns if len(columns) > 1 else None
+    names_file = str(label_names) if isinstance(label_names, (str, Path)) else "label_names"
+    names = (read_label_names(label_names) if isinstance(label_names, (str, Path)) else
+             checked_names(label_names) if label_names is not None else None)
     frames = {"train": read_table(train, fmt, header)}
-    task = infer_task(frames["train"], text_columns, label_column, task_type, where=str(train))
+    wheres = {"train": str(train), "validation": str(validation or train), "test": str(test)}
+    if indicators:
+        if task_type not in (None, "multi_label") or label_separator or names:
+            raise SeqtuneError("several --label-column are the 0/1 columns of a multi-label task, one a label; "
+                               "they take no --task-type other than multi_label, no --label-separator and no "
+                               "--label-names (the columns name the labels)")
+        frames["train"], names = _indicator_column(frames["train"], indicators, wheres["train"])
+        columns, task_type, names_file = [_INDICATORS], "multi_label", None
+    task = infer_task(frames["train"], text_columns, columns[0] if columns else None, task_type, where=str(train),
+                      label_separator=label_separator, names=names, names_file=names_file)
     if task.label_column is None:
         raise SeqtuneError(f"{train}: cannot tell which column holds the label; found "
                            f"{_listed(list(frames['train'].columns))}; pass --label-column NAME")
@@ -420,14 +515,20 @@ def load_files(train: str | Path, validation: str | Path | None = None, test: st
         frames["validation"] = read_table(validation, fmt, header)
     if test is not None:
         frames["test"] = read_table(test, fmt, header)
-    wheres = {"train": str(train), "validation": str(validation or train), "test": str(test)}
-    if drop_unlabelled:
+    if indicators:
+        for split in ("validation", "test"):
+            if split in frames and (split == "validation" or set(indicators) & set(map(str, frames[split].columns))):
+                frames[split] = _indicator_column(frames[split], indicators, wheres[split])[0]
+    if task.task_type == "multi_label":
+        _say_multi_label(task, frames["train"], indicators, str(train))
+    if drop_unlabelled and task.task_type != "multi_label":  # there a row with no label is the empty set
         for split, frame in frames.items():
             if task.label_column in frame.columns:
                 frames[split] = _drop_unlabelled(frame, task.label_column, wheres[split])
     # The whole training file is judged before any split, so its messages count and name all its rows.
     whole = frames["train"]
-    _check_labels(whole[task.label_column], str(train))
+    if task.task_type != "multi_label":  # multi-label cells are parsed, with their rows, by _check_variety
+        _check_labels(whole[task.label_column], str(train))
     if validation is None and validation_split:  # split first: a split too small for the file says so
         frames["train"], frames["validation"] = stratified_split(whole, task, validation_split, seed)
     _check_variety(whole[task.label_column], task, str(train))
@@ -444,6 +545,40 @@ def load_files(train: str | Path, validation: str | Path | None = None, test: st
             _check_columns(frames[split], task, wheres[split], needs_label=split != "test")
             splits[split] = to_dataset(frames[split], task, wheres[split])
     return datasets.DatasetDict(splits), task
+
+
+_INDICATORS = "labels from 0/1 columns"  # the column that gathers them (a name no file column is likely to have)
+
+
+def _indicator_column(frame: pd.DataFrame, columns: list, where: str) -> tuple[pd.DataFrame, list[str]]:
+    """The frame with one more column, the list of the 0/1 columns set in each row; and their names."""
+    from .labels import indicator_sets
+
+    found = [_column(list(frame.columns), c, where) for c in columns]
+    if len(set(found)) < len(found):
+        raise SeqtuneError(f"{where}: --label-column names one column twice ({_listed(found)})")
+    import numpy as np
+
+    sets = indicator_sets(frame, found, where, _rows(frame.index, np.ones(len(frame), dtype=bool)))
+    frame = frame.copy()
+    frame[_INDICATORS] = sets
+    return frame, [str(c) for c in found]
+
+
+def indicator_frame(frame: pd.DataFrame, columns: list, where: str) -> tuple[pd.DataFrame, str]:
+    """A file of 0/1 label columns (one a label) with those columns gathered into one list column, and its name."""
+    return _indicator_column(frame, columns, where)[0], _INDICATORS
+
+
+def _say_multi_label(task: TextTask, frame: pd.DataFrame, indicators: list | None, where: str) -> None:
+    """The header line: which labels, read how, and how many training rows have none."""
+    how = (f"the 0/1 columns {', '.join(map(str, indicators))}" if indicators else
+           f"ids named by {task.names_file}" if task.names_file else
+           f"cells split on {task.label_separator!r}" if task.label_separator else "list cells")
+    empty = sum(not names for names in label_sets(frame[task.label_column], task, where))
+    shown = ", ".join(task.label_names[:8]) + (", ..." if len(task.label_names) > 8 else "")
+    print(f"seqtune: multi-label classification: {len(task.label_names)} labels ({shown}) from {how}"
+          + (f"; {empty} training row{'s have' if empty != 1 else ' has'} no label" if empty else ""))
 
 
 def _drop_unlabelled(frame: pd.DataFrame, column: Any, where: str) -> pd.DataFrame:

@@ -46,9 +46,15 @@ def _prepare_arrow(dataset: Any, what: str, forward_args: set[str], remove_unuse
         labels = dataset.data.column(label_key)
         if labels.null_count:
             raise SeqtuneError(f"{what}: {labels.null_count} rows have no {label_key!r}; fill or drop them")
-        bounds = pc.min_max(labels).as_py()
-        if bounds["min"] == bounds["max"] == -1:  # unlabelled split (GLUE test): predict only
+        listed = pa.types.is_list(labels.type) or pa.types.is_large_list(labels.type)  # multi-hot (multi-label)
+        bounds = {} if listed else pc.min_max(labels).as_py()
+        if not listed and bounds["min"] == bounds["max"] == -1:  # unlabelled split (GLUE test): predict only
             dataset = dataset.remove_columns(label_key)
+        elif listed:
+            widths = pc.unique(pc.list_value_length(labels)).to_pylist()
+            if num_labels and widths != [num_labels]:
+                raise SeqtuneError(f"{what}: the {label_key!r} rows hold {', '.join(map(str, widths))} values but the "
+                                   f"model has num_labels={num_labels}; give one 0/1 value per label")
         elif num_labels and num_labels > 1:
             if not pa.types.is_integer(labels.type):
                 raise SeqtuneError(f"{what}: the {label_key!r} column holds {labels.type} values but the "

@@ -33,3 +33,18 @@ def test_drop_last():
 def test_eval_batches_sorted_longest_first():
     lengths = [3, 9, 1, 7]
     assert eval_batches(lengths, 2) == [[1, 3], [0, 2]]
+
+
+def test_length_grouping_by_default_for_single_label_classification_only():
+    from types import SimpleNamespace
+
+    from seqtune.data.sampling import groups_by_length
+
+    def model(**config):
+        return SimpleNamespace(config=SimpleNamespace(**config))
+
+    assert groups_by_length(None, model(num_labels=3, problem_type=None))
+    assert not groups_by_length(None, model(num_labels=4, problem_type="multi_label_classification"))
+    assert not groups_by_length(None, model(num_labels=1, problem_type=None))
+    assert not groups_by_length(None, model(num_labels=2, problem_type="regression"))
+    assert groups_by_length(True, model(num_labels=1)) and not groups_by_length(False, model(num_labels=3))
