@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SeqtuneError
-from .onnx_engine import ONNX_FILE
+from .onnx_engine import ONNX_FILE, weights_fingerprint
 
 OPSET = 18  # torch.export's ONNX translation targets it; ONNX Runtime 1.32 runs up to opset 23
 # fp32 parity: the ONNX model's logits differ from torch's by at most this much, times max(1, |largest logit|).
@@ -78,7 +78,8 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, quantiz
         if not quantize and parity["max_abs_diff"] > parity["tolerance"]:
             raise SeqtuneError(f"the ONNX model's logits differ from torch's by {parity['max_abs_diff']:.2e} "
                                f"(more than {parity['tolerance']:.0e}); this model does not export faithfully")
-        result = {"source": str(folder.resolve()), "format": "onnx", "opset": OPSET, "exporter": "torch.export",
+        result = {"source": str(folder.resolve()), "weights": weights_fingerprint(folder),
+                  "format": "onnx", "opset": OPSET, "exporter": "torch.export",
                   "quantize": quantize, "inputs": names, "parity": parity,
                   "size_mb": round((staging / ONNX_FILE).stat().st_size / 2**20, 2)}
         (staging / EXPORT_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")

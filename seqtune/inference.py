@@ -62,6 +62,13 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool):
                           quiet=options.quiet)
     frame, text_task = _read(path, options.format, predictor.spec, options.text_column,
                              getattr(options, "label_column", None), needs_label, options.header)
+    pairs = len(text_task.text_columns) == 2
+    if predictor.pairs_expected is not None and pairs != predictor.pairs_expected:
+        raise SeqtuneError(f"{path}: the model reads " + (
+            f"text pairs ({' + '.join(map(str, predictor.spec.text_columns))}), but only the text column "
+            f"{text_task.text_columns[0]!r} was found; pass --text-column twice" if predictor.pairs_expected else
+            f"single texts, but the columns {' + '.join(map(str, text_task.text_columns))} were taken as a pair; "
+            "pass --text-column once"))
     dataset = to_dataset(frame, text_task, path)
     return frame, predictor, dataset, predictor.dataset_logits(dataset)
 

@@ -61,20 +61,20 @@ def tokenize_long_text(splits: Any, tokenizer: Any, long_text: str = "truncate",
     check_long_text(long_text, stride, max_length)
     pair = "text_pair" in splits[next(iter(splits))].column_names
 
+    window = window_of(tokenizer, max_length)
+    specials = tokenizer.num_special_tokens_to_add(pair=pair)
+    if window is not None and window <= specials:  # every mode: a row of special tokens alone says nothing
+        raise SeqtuneError(f"--max-length {window} leaves no room for text: the tokenizer adds {specials} special "
+                           f"tokens to each row; use --max-length {specials + 8} or more")
     if long_text == "truncate":
         def truncated(batch: dict) -> dict:
             return tokenizer(batch["text"], batch["text_pair"] if pair else None, truncation=True,
                              max_length=max_length)
 
         return splits.map(truncated, batched=True, desc="tokenizing")
-    window = window_of(tokenizer, max_length)
     if window is None:
         raise SeqtuneError(f"--long-text {long_text} needs a window and the tokenizer states no maximum length; "
                            "pass --max-length N")
-    specials = tokenizer.num_special_tokens_to_add(pair=pair)
-    if window <= specials:
-        raise SeqtuneError(f"--max-length {window} leaves no room for text: the tokenizer adds {specials} special "
-                           f"tokens to each row; use --max-length {specials + 8} or more")
     if long_text == "head-tail":
         return splits.map(lambda batch: _head_tail(batch, tokenizer, window, pair), batched=True,
                           desc="tokenizing (head-tail)")

@@ -74,10 +74,19 @@ def load_model_and_tokenizer(name_or_path: str | None, num_labels: int | None,
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeqtuneError(f"cannot load model {name_or_path or resolved!r}: {first_line}") from None
     check_vocabulary(tokenizer, model, name_or_path or resolved)
+    cap_window(tokenizer, model)
     note = set_padding(model, tokenizer, name_or_path or resolved)
     if note:
         print(note, flush=True)
     return model, tokenizer
+
+
+def cap_window(tokenizer: Any, model: Any) -> None:
+    """The tokenizer's limit is at most the model's positions (a model with fewer positions than its
+    tokenizer allows would fail on long texts): truncation, windows and the server read this one limit."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0 and tokenizer.model_max_length > positions:
+        tokenizer.model_max_length = positions
 
 
 # A folder without tokenizer files still loads a tokenizer: one made of its special tokens alone, so

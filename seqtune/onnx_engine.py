@@ -14,13 +14,47 @@ ONNX_FILE = "model.onnx"
 EXPORT_FOLDERS = ("onnx", "onnx-int8")  # what `seqtune export` writes inside a run folder, fp32 first
 
 
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
+
+
+def weights_fingerprint(folder: Path) -> str | None:
+    """sha256 of a model folder's weight files (None without any): which model an export was made from."""
+    import hashlib
+
+    digest, found = hashlib.sha256(), False
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            found = True
+            with (folder / name).open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+    return digest.hexdigest() if found else None
+
+
+def check_fresh(export: Path) -> None:
+    """An export made from weights that have changed since (a run retrained or resumed into its folder) is
+    refused: it would answer for the old model."""
+    import json
+
+    try:
+        made = json.loads((export / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not written by seqtune export: nothing to compare
+    source, recorded = Path(str(made.get("source", ""))), made.get("weights")
+    if recorded and source.is_dir() and weights_fingerprint(source) not in (None, recorded):
+        raise SeqtuneError(f"--model {export}: exported from earlier weights of {source}, which has been trained "
+                           f"since; run seqtune export --model {source} again")
+
+
 def find_export(folder: Path) -> Path:
     """The export folder `--model` names: itself when it holds model.onnx, else its onnx/ (fp32) or
-    onnx-int8/ subfolder, the ones `seqtune export` writes by default."""
+    onnx-int8/ subfolder, the ones `seqtune export` writes by default; never one older than its model."""
     if (folder / ONNX_FILE).is_file():
+        check_fresh(folder)
         return folder
     for name in EXPORT_FOLDERS:
         if (folder / name / ONNX_FILE).is_file():
+            check_fresh(folder / name)
             return folder / name
     if not folder.is_dir():
         raise SeqtuneError(f"--model {folder}: no such folder")
@@ -66,6 +100,9 @@ class OnnxEngine:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SeqtuneError(f"--model {folder}: not a complete ONNX export ({first_line}); export it again") \
                 from None
+        from .models import cap_window
+
+        cap_window(self.tokenizer, self)  # the export's positions bound its texts, as the torch model's do
         self.spec = TaskSpec.for_model_folder(folder, self.config)
         self.num_outputs = int(self.config.num_labels)
         self.batch_size = batch_size

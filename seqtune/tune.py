@@ -222,6 +222,8 @@ def hyperparameter_search(trainer: Any, hp_space: Callable[[Any], dict[str, Any]
                            "that returns a fresh model for each trial")
     if direction not in ("minimize", "maximize"):
         raise SeqtuneError(f"direction {direction!r}: expected 'minimize' or 'maximize' (one objective)")
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise SeqtuneError(f"n_trials {n_trials!r}: expected a whole number >= 1")
     if kwargs.pop("n_jobs", 1) != 1:
         raise SeqtuneError("n_jobs: seqtune runs one trial at a time per process; start several processes on "
                            "one storage to run trials side by side")
@@ -414,6 +416,7 @@ def _open_study(path: Path, options: argparse.Namespace, space: dict[str, Any], 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # seqtune says what each trial did
+    _check_study_file(path)
     storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}",
                                          engine_kwargs={"connect_args": {"timeout": 120}})
     kwargs: dict[str, Any] = {}
@@ -431,6 +434,28 @@ def _open_study(path: Path, options: argparse.Namespace, space: dict[str, Any], 
         raise SeqtuneError(f"--output-dir {path.parent} holds a study of another search ({differ}); run it with "
                            "the same options to continue it, or choose another folder")
     return storage, study
+
+
+def _check_study_file(path: Path) -> None:
+    """An existing study file is an optuna study's SQLite database; anything else there is not taken over."""
+    if not path.exists():
+        return
+    import sqlite3
+
+    refuse = SeqtuneError(f"{path} is not a seqtune study (an optuna SQLite database); move it away or choose "
+                          "another --output-dir")
+    if not path.is_file():
+        raise refuse
+    try:
+        with path.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise refuse
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except (OSError, sqlite3.Error):
+        raise refuse from None
+    if "studies" not in tables:
+        raise refuse
 
 
 def _first_difference(before: dict[str, Any], now: dict[str, Any]) -> str:

@@ -197,3 +197,25 @@ def test_logits_off_torchs_are_refused_and_nothing_is_written(trained, tmp_path,
     assert main(["export", "--model", str(out), "--output", str(tmp_path / "strict")]) == 2
     assert "this model does not export faithfully" in capsys.readouterr().err
     assert not (tmp_path / "strict").exists() and not list(tmp_path.iterdir())
+
+
+def test_an_export_older_than_its_model_is_refused(trained, tmp_path, capsys):
+    """A run retrained (or resumed) into its folder after the export: the old onnx/ would answer for the old
+    model, so predict refuses it in one line."""
+    import shutil
+
+    _, out = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("onnx", "onnx-int8"))
+    assert main(["export", "--model", str(run)]) == 0
+    rows = tmp_path / "rows.csv"
+    pd.DataFrame({"text": ["a few words", "more words here"]}).to_csv(rows, index=False)
+    predict = ["predict", "--model", str(run), "--engine", "onnxruntime", "--input", str(rows), "--output",
+               str(tmp_path / "p.csv")]
+    assert main(predict) == 0
+    capsys.readouterr()
+    with (run / "model.safetensors").open("ab") as weights:  # new weights in the run's folder
+        weights.write(b" ")
+    assert main(predict) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exported from earlier weights" in err, err

@@ -99,3 +99,15 @@ def test_the_clean_examples_train_and_predict(tmp_path, tiny_model_dir, header, 
                  "--max-steps", "1", "--save-strategy", "no", "--quiet", "--output-dir", str(tmp_path / "r")]) == 0
     assert main(["predict", "--model", str(tmp_path / "r"), "--input", str(path), "--output",
                  str(tmp_path / "p.csv"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("cell", ['{"k": 1}', '[1, "x"]'])
+def test_a_json_object_or_list_as_text_is_refused_not_printed(tmp_path, tiny_model_dir, capsys, cell):
+    rows = [f'{{"text": "plain words {i}", "label": "{"ab"[i % 2]}"}}' for i in range(20)]
+    rows[7] = f'{{"text": {cell}, "label": "a"}}'
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["train", "--train", str(data), "--validation-split", "0.2", "--model", str(tiny_model_dir),
+                 "--output-dir", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not text; give each row its text as a string" in err, err

@@ -83,8 +83,10 @@ def test_forced_separator_and_task_type(tmp_path):
     assert task.label_names == ["x", "y", "z"] and splits["train"]["label"][0] == [1.0, 1.0, 0.0]
     _, single = load_files(path, validation=path, task_type="classification")
     assert single.task_type == "classification" and single.label_names == ["x", "x;y", "y", "z"]
-    _, forced = load_files(path, validation=path, task_type="multi_label")  # one row holds ";": not inferred
-    assert forced.label_names == ["x", "x;y", "y", "z"] and forced.label_separator is None
+    # one row holds ";": no separator is inferred, and "x;y" beside x and y is refused rather than learnt
+    with pytest.raises(SeqtuneError, match=r"label 'x;y' is the labels x, y joined by ';', but label cells are "
+                                           r"not split"):
+        load_files(path, validation=path, task_type="multi_label")
 
 
 def test_label_ids_named_by_a_file(tmp_path):
@@ -223,3 +225,12 @@ if given is not None:
         assert all(name and name == name.strip() for name in names) and len(set(names)) == len(names)
         if separator and not cell.strip().startswith("["):
             assert all(separator not in name for name in names)
+
+
+def test_labels_joined_by_another_separator_are_refused_not_learnt():
+    from seqtune.data.labels import sorted_names
+
+    with pytest.raises(SeqtuneError, match=r"label 'sports,tech' is the labels sports, tech joined by ','"):
+        sorted_names([["sports"], ["tech"], ["sports,tech"]], "|", "ml.csv")
+    # a name holding a comma is fine when its parts are not labels of their own
+    assert sorted_names([["Smith, J."], ["Doe"]], "|", "ml.csv") == ["Doe", "Smith, J."]

@@ -221,10 +221,12 @@ def test_bad_long_text_options_are_one_line(extra, message, long_files, tmp_path
     _one_line(capsys, message)
 
 
-def test_head_tail_with_a_window_too_small_for_the_specials(long_files, tiny_model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["head-tail", "truncate"])
+def test_a_window_too_small_for_the_specials_is_refused_in_every_mode(mode, long_files, tiny_model_dir, tmp_path,
+                                                                      capsys):
     argv = ["train", "--train", str(long_files / "train.csv"), "--validation", str(long_files / "dev.csv"),
             "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), "--quiet",
-            "--long-text", "head-tail", "--max-length", "2"]
+            "--long-text", mode, "--max-length", "2"]
     assert main(argv) == 2
     _one_line(capsys, "--max-length 2 leaves no room for text: the tokenizer adds 2 special tokens")
     assert not (tmp_path / "o" / "config.json").exists()

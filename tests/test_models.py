@@ -185,3 +185,47 @@ def test_gradient_checkpointing_on_a_model_without_it_is_one_sentence(tmp_path):
 
     with pytest.raises(SeqtuneError, match="gradient_checkpointing=True needs a transformers model .*Plain has none"):
         Trainer(Plain(), TrainingArguments(str(tmp_path), gradient_checkpointing=True))
+
+
+def test_a_model_with_fewer_positions_than_its_tokenizer_reads_long_texts(tiny_model_dir, tmp_path, capsys):
+    """tiny_bert has 128 positions, the embedded tokenizer allows 512: every path truncates at 128."""
+    from seqtune.cli import main
+    from seqtune.models import load_model_and_tokenizer
+    from seqtune.predictor import Predictor
+
+    _, tokenizer = load_model_and_tokenizer(str(tiny_model_dir), None)
+    assert tokenizer.model_max_length == 128
+    long_text = " ".join(["word"] * 2000)
+    assert len(Predictor(tiny_model_dir).predict([long_text, "short"])) == 2
+    rows = tmp_path / "long.csv"
+    rows.write_text(f"text\n{long_text}\nshort\n")
+    assert main(["predict", "--model", str(tiny_model_dir), "--input", str(rows), "--output",
+                 str(tmp_path / "out.csv"), "--quiet"]) == 0
+
+
+def test_predict_refuses_single_texts_for_a_pair_model_and_pairs_for_a_single_one(tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from seqtune.cli import main
+
+    pair_model = tmp_path / "pair"
+    import shutil
+
+    shutil.copytree(tiny_model_dir, pair_model)
+    (pair_model / "seqtune.json").write_text(json.dumps({"task_type": "classification", "label_names": ["a", "b"],
+                                                         "text_columns": ["sentence1", "sentence2"]}))
+    single = tmp_path / "single.csv"
+    single.write_text("text\nthe cat sat\nstocks fell\n")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("sentence1,sentence2\nthe cat sat,a cat sat\nstocks fell,prices rose\n")
+    assert main(["predict", "--model", str(pair_model), "--input", str(single), "--output",
+                 str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reads text pairs (sentence1 + sentence2)" in err, err
+    (pair_model / "seqtune.json").write_text(json.dumps({"task_type": "classification", "label_names": ["a", "b"],
+                                                         "text_columns": ["text"]}))
+    assert main(["predict", "--model", str(pair_model), "--input", str(pairs), "--output",
+                 str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reads single texts" in err, err
+    assert not (tmp_path / "o.csv").exists()

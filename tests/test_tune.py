@@ -204,3 +204,24 @@ def test_bad_tune_options_are_one_line_and_exit_2(data, tmp_path, capsys, extra,
     assert main(_tune(data, tmp_path / "out", *extra)) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"folder", b"other sqlite"])
+def test_a_study_file_that_is_not_a_study_is_refused_and_left_alone(data, tmp_path, capsys, content):
+    import sqlite3
+
+    out = tmp_path / "out"
+    out.mkdir()
+    study = out / "tune.db"
+    if content == b"folder":
+        study.mkdir()
+    elif content == b"other sqlite":
+        with sqlite3.connect(study) as db:
+            db.execute("CREATE TABLE x (a)")
+    else:
+        study.write_bytes(content)
+    before = study.read_bytes() if study.is_file() else None
+    assert main(_tune(data, out, "--trials", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("is not a seqtune study" in err or "holds files that are not" in err), err
+    assert (study.read_bytes() if study.is_file() else None) == before

@@ -197,7 +197,7 @@ def infer_task(frame: pd.DataFrame, text_columns: list[str] | None = None, label
         task = TextTask(texts, label, kind, list(names or []), label_separator or infer_separator(values),
                         names_file if names else None)
         if not names:
-            task.label_names = sorted_names(label_sets(values, task, where))
+            task.label_names = sorted_names(label_sets(values, task, where), task.label_separator, where)
         return task
     if names:
         return TextTask(texts, label, kind, list(names), names_file=names_file)
@@ -389,6 +389,10 @@ def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Data
     out: dict[str, list] = {}
     for index, column in enumerate(task.text_columns):
         texts = frame[column]
+        nested = texts.map(lambda v: isinstance(v, (dict, list, tuple, np.ndarray))).to_numpy(dtype=bool)
+        if nested.any():  # a JSON object or list: its printed form is not the text anyone meant
+            raise SeqtuneError(f"{where}: row {_rows(frame.index, nested)[0]}: the text in column {column!r} is a "
+                               f"{type(texts[nested].iloc[0]).__name__}, not text; give each row its text as a string")
         missing = (texts.isna() | (texts.astype(str).str.strip() == "")).to_numpy(dtype=bool)
         if missing.any():
             raise SeqtuneError(f"{where}: row {_rows(frame.index, missing)[0]}: the text in column {column!r} is "

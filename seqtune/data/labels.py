@@ -159,11 +159,20 @@ def resolve_ids(names: list[str], label_names: list[str], names_file: str) -> li
     return out
 
 
-def sorted_names(sets: list[list[str]]) -> list[str]:
-    """Every label of the data in a stable order: numbers numerically, words alphabetically."""
+def sorted_names(sets: list[list[str]], separator: str | None = None, where: str = "labels") -> list[str]:
+    """Every label of the data in a stable order: numbers numerically, words alphabetically. A label that is
+    other labels joined by another separator (cells written with two separators) is refused, not learnt."""
     from .files import NUMBER
 
     keys = {name for names in sets for name in names}
+    for name in sorted(keys):
+        for other in (s for s in SEPARATORS if s != separator and s in name):
+            parts = [part.strip() for part in name.split(other)]
+            if len(parts) > 1 and all(part in keys for part in parts):
+                split = f"split on {separator!r}" if separator else "not split (one label per cell)"
+                raise SeqtuneError(f"{where}: label {name!r} is the labels {', '.join(parts)} joined by {other!r}, "
+                                   f"but label cells are {split}; write every cell with one separator (or pass "
+                                   "--label-separator)")
     if keys and all(NUMBER.fullmatch(k) for k in keys):
         return sorted(keys, key=float)
     return sorted(keys)
