@@ -216,12 +216,12 @@ def render(results: list[dict]) -> str:
                 lines += ["", f"{key}, each side minus transformers (points): " + ", ".join(
                     f"{_heading(side)} {statistics.mean(r[key] for r in runs if r['side'] == side) - base:+.2f}"
                     for side in present if side != "transformers") + "."]
-        if task == "regression" and "seqtune-ungrouped" in present:
-            lines += ["", "seqtune's default for regression models (num_labels=1) is now random batches: "
-                      "`group_by_length=None` resolves to False for them (seqtune/data/sampling.py), so the "
-                      "`seqtune, group_by_length=False` column is seqtune's default for regression; the `seqtune "
-                      "defaults` column ran with the earlier default, length-grouped batches. Grouping is kept for "
-                      "classification, where the target does not follow the length as closely."]
+        if "seqtune-ungrouped" in present:
+            lines += ["", f"seqtune's default for {task} models is now random batches: `group_by_length=None` "
+                      "resolves to False for regression and multi-label models (seqtune/data/sampling.py), so the "
+                      "`seqtune, group_by_length=False` column is seqtune's default here; the `seqtune defaults` "
+                      "column ran with the earlier default, length-grouped batches. Grouping is kept for "
+                      "single-label classification (MRPC: bench/RESULTS-avx2-fp32.md)."]
         lines += ["", "| seed | side | " + " | ".join(keys) + " | training s | what it ran with |",
                   "| --- | --- |" + " ---: |" * (len(keys) + 1) + " --- |"]
         for r in sorted(runs, key=lambda r: (r["seed"], SIDES.index(r["side"]))):
