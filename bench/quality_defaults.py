@@ -161,20 +161,11 @@ def run_side(side: str, task: str, seed: int, train: list[dict], dev: list[dict]
 
 
 def machine() -> str:
-    import platform
+    from bench.__main__ import machine as facts
 
-    import torch
-
-    from seqtune.device import cpu_has_native_bf16
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return (f"{cpu}, {os.cpu_count()} cores, native bf16 on CPU {cpu_has_native_bf16()}, GPU {gpu}, "
-            f"torch {torch.__version__}")
+    m = facts()
+    return (f"{m['cpu']}, {m['cores']} cores, native bf16 on CPU {m['native bf16 on CPU']}, GPU {m['gpu']}, "
+            f"torch {m['torch']}")
 
 
 def load_results() -> list[dict]:

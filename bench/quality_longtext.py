@@ -120,17 +120,10 @@ def run_side(side: str, seed: int, train: list[dict], dev: list[dict], options) 
 
 
 def machine() -> str:
-    import platform
+    from bench.__main__ import machine as facts
 
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return f"{cpu}, {os.cpu_count()} cores, GPU {gpu}, torch {torch.__version__}"
+    m = facts()
+    return f"{m['cpu']}, {m['cores']} cores, GPU {m['gpu']}, torch {m['torch']}"
 
 
 def load_results() -> list[dict]:

@@ -96,6 +96,17 @@ def topic_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def write_csv(path: Path, rows: list[dict]) -> str:
+    """rows (text, label) as a CSV file with a header; returns its path."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_tokenizer) -> Path:
     """A tiny random BERT with the embedded model's tokenizer, saved as a model folder."""

@@ -3,7 +3,6 @@ deviation, and bad input in one line."""
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from collections import Counter
@@ -18,29 +17,21 @@ from seqtune.cli import main
 from seqtune.crossval import fold_indices, mean_std, parse_seeds
 from seqtune.errors import SeqtuneError
 
-from .conftest import topic_rows
-
-
-def _csv(path: Path, rows: list[dict]) -> str:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return str(path)
+from .conftest import topic_rows, write_csv
 
 
 def _train(tmp_path: Path, tiny_model_dir: Path, *extra: str) -> list[str]:
-    return ["train", "--train", _csv(tmp_path / "train.csv", topic_rows(30, 0)), "--model", str(tiny_model_dir),
+    return ["train", "--train", write_csv(tmp_path / "train.csv", topic_rows(30, 0)), "--model", str(tiny_model_dir),
             "--epochs", "1", "--learning-rate", "3e-3", "--output-dir", str(tmp_path / "out"), "--quiet", *extra]
 
 
 def test_folds_give_each_row_one_out_of_fold_prediction_and_the_mean_and_std(tmp_path, tiny_model_dir):
     assert main(_train(tmp_path, tiny_model_dir, "--folds", "3")) == 0
     out = tmp_path / "out"
-    oof = pd.read_csv(out / "oof_predictions.csv")
+    oof = pd.readwrite_csv(out / "oof_predictions.csv")
     assert sorted(oof["row"]) == list(range(30)) and sorted(set(oof["fold"])) == [1, 2, 3]
     assert {"text", "label", "predicted_label", "probability_sports"} <= set(oof.columns)
-    rows = pd.read_csv(tmp_path / "train.csv")
+    rows = pd.readwrite_csv(tmp_path / "train.csv")
     assert list(oof.sort_values("row")["text"]) == list(rows["text"])  # each row's own text and label
     assert list(oof.sort_values("row")["label"]) == list(rows["label"])
     results = json.loads((out / "crossval.json").read_text())
@@ -58,7 +49,7 @@ def test_folds_give_each_row_one_out_of_fold_prediction_and_the_mean_and_std(tmp
 
 
 def test_seeds_train_on_one_split_once_per_seed(tmp_path, tiny_model_dir):
-    val = _csv(tmp_path / "val.csv", topic_rows(12, 1))
+    val = write_csv(tmp_path / "val.csv", topic_rows(12, 1))
     assert main(_train(tmp_path, tiny_model_dir, "--validation", val, "--seeds", "1,2")) == 0
     results = json.loads((tmp_path / "out" / "crossval.json").read_text())
     assert [run["seed"] for run in results["runs"]] == [1, 2]

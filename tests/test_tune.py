@@ -3,7 +3,6 @@ continues, two processes on one study, and bad input. Tiny random BERT, tiny CSV
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -18,25 +17,18 @@ from seqtune.cli import main
 from seqtune.errors import SeqtuneError
 from seqtune.tune import default_compute_objective, parse_duration
 
-from .conftest import ROOT, tiny_bert, topic_rows, toy_rows
+from .conftest import ROOT, tiny_bert, topic_rows, toy_rows, write_csv
 
 FAST_SPACE = "learning_rate: {type: float, low: 1e-3, high: 5e-3, log: true}\nepochs: {type: int, low: 1, high: 2}\n"
-
-
-def _csv(path: Path, rows: list[dict]) -> str:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return str(path)
 
 
 @pytest.fixture
 def data(tmp_path, tiny_model_dir) -> dict[str, str]:
     space = tmp_path / "space.yaml"
     space.write_text(FAST_SPACE)
-    return {"train": _csv(tmp_path / "train.csv", topic_rows(24, 0)),
-            "val": _csv(tmp_path / "val.csv", topic_rows(12, 1)), "model": str(tiny_model_dir), "space": str(space)}
+    return {"train": write_csv(tmp_path / "train.csv", topic_rows(24, 0)),
+            "val": write_csv(tmp_path / "val.csv", topic_rows(12, 1)), "model": str(tiny_model_dir),
+            "space": str(space)}
 
 
 def _tune(data: dict[str, str], out: Path, *extra: str) -> list[str]:
