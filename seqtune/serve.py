@@ -13,6 +13,7 @@ inside create_app) as objects."""
 import argparse
 import errno
 import json
+import re
 import signal
 import socket
 from dataclasses import dataclass
@@ -98,11 +99,19 @@ def parse_request(body: bytes, limits: Limits, pair_model: bool | None) -> Input
         request = request_model().model_validate(value)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        where = ".".join(_location_part(part) for part in first["loc"]) or "body"
         reason = "unknown field; the fields are " + ", ".join(FIELDS) if first["type"] == "extra_forbidden" \
             else first["msg"]
         raise BadRequest(422, f"{where}: {reason}") from None
     return _inputs(request, limits, pair_model)
+
+
+def _location_part(part: str | int) -> str:
+    """One step of a field's location; a name the client made up is quoted and cut: the reason stays one line."""
+    if isinstance(part, int) or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,39}", part):
+        return str(part)
+    quoted = json.dumps(part)
+    return quoted if len(quoted) <= 40 else quoted[:37] + '..."'
 
 
 def _inputs(request: Any, limits: Limits, pair_model: bool | None) -> Inputs:

@@ -28,10 +28,10 @@ def _train(tmp_path: Path, tiny_model_dir: Path, *extra: str) -> list[str]:
 def test_folds_give_each_row_one_out_of_fold_prediction_and_the_mean_and_std(tmp_path, tiny_model_dir):
     assert main(_train(tmp_path, tiny_model_dir, "--folds", "3")) == 0
     out = tmp_path / "out"
-    oof = pd.readwrite_csv(out / "oof_predictions.csv")
+    oof = pd.read_csv(out / "oof_predictions.csv")
     assert sorted(oof["row"]) == list(range(30)) and sorted(set(oof["fold"])) == [1, 2, 3]
     assert {"text", "label", "predicted_label", "probability_sports"} <= set(oof.columns)
-    rows = pd.readwrite_csv(tmp_path / "train.csv")
+    rows = pd.read_csv(tmp_path / "train.csv")
     assert list(oof.sort_values("row")["text"]) == list(rows["text"])  # each row's own text and label
     assert list(oof.sort_values("row")["label"]) == list(rows["label"])
     results = json.loads((out / "crossval.json").read_text())

@@ -139,6 +139,8 @@ def test_the_four_request_forms(body, pairs, expected):
     (b'{"pairs": [["a", "b"]]}', False, 422, "this model reads single texts"),
     (b'{"pairs": [["a", ""]]}', True, 422, "pairs.0.1: the text is empty"),
     (b'{"text": "a", "text_pair": " "}', True, 422, "text_pair: the text is empty"),
+    (b'{"\\n": null}', True, 422, '"\\n": unknown field; the fields are text'),
+    (b'{"' + b"k" * 100 + b'": 1}', None, 422, '"' + "k" * 36 + '..."' + ": unknown field"),
 ])
 def test_bad_requests_are_one_line_4xx(body, pairs, status, message):
     with pytest.raises(BadRequest) as refused:
