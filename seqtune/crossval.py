@@ -200,10 +200,16 @@ def _oof_rows(options: argparse.Namespace, spec: Any, model: Any, folder: Path, 
     frame = pd.DataFrame({"row": list(positions), "fold": fold, "text": rows["text"]})
     if "text_pair" in rows.column_names:
         frame["text_pair"] = rows["text_pair"]
-    gold = rows["label"]
-    frame["label"] = [spec.label_names[g] for g in gold] if spec.task_type == "classification" else gold
+    gold, joiner = rows["label"], spec.label_separator or "|"  # label sets as cells, joined as predict joins them
+    if spec.task_type == "classification":
+        frame["label"] = [spec.label_names[g] for g in gold]
+    elif spec.task_type == "multi_label":
+        names = spec.label_names
+        frame["label"] = [joiner.join(name for name, on in zip(names, hot, strict=True) if on) for hot in gold]
+    else:
+        frame["label"] = gold
     for name, values in spec.prediction_columns(output.predictions, all_scores=True).items():
-        frame[name] = list(values)
+        frame[name] = [joiner.join(names) for names in values] if name == "predicted_labels" else list(values)
     return frame
 
 

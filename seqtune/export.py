@@ -81,7 +81,8 @@ def export_onnx(model_dir: str | Path, output: str | Path | None = None, quantiz
         result = {"source": str(folder.resolve()), "weights": weights_fingerprint(folder),
                   "format": "onnx", "opset": OPSET, "exporter": "torch.export",
                   "quantize": quantize, "inputs": names, "parity": parity,
-                  "size_mb": round((staging / ONNX_FILE).stat().st_size / 2**20, 2)}
+                  "size_mb": round((staging / ONNX_FILE).stat().st_size / 2**20, 2),
+                  "files": sorted([path.name for path in staging.iterdir()] + [EXPORT_FILE])}
         (staging / EXPORT_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
         _swap_into_place(staging, target)
     finally:
@@ -109,8 +110,19 @@ def _check_target(target: Path, folder: Path) -> None:
         raise SeqtuneError(f"--output {target} holds the model folder {folder}; replacing it would delete the model")
     if target.exists() and not target.is_dir():
         raise SeqtuneError(f"--output {target} is a file; name a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / EXPORT_FILE).is_file():
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if not (target / EXPORT_FILE).is_file():
         raise SeqtuneError(f"--output {target} holds files that are not a seqtune export; choose another folder")
+    try:
+        exported = set(json.loads((target / EXPORT_FILE).read_text(encoding="utf-8"))["files"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        exported = set()
+    added = sorted(path.name for path in target.iterdir() if path.name not in exported | {EXPORT_FILE})
+    if added:  # replacing the earlier export would delete them
+        shown = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+        raise SeqtuneError(f"--output {target} holds {shown}, which the earlier export there did not write; "
+                           "move them out or choose another folder")
 
 
 def _export_graph(model: Any, tokenizer: Any, path: Path) -> list[str]:

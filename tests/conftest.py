@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,6 @@ FILLER = ["the", "a", "today", "really", "we", "saw", "some", "and", "very", "ne
 
 def topic_rows(n: int, seed: int = 0) -> list[dict]:
     """A made-up 3-class dataset: the topic words decide the label; filler words are noise."""
-    import random
-
     rng = random.Random(seed)
     rows = []
     for i in range(n):
@@ -93,6 +92,18 @@ def topic_rows(n: int, seed: int = 0) -> list[dict]:
         words = rng.sample(FILLER, 4) + rng.sample(TOPICS[label], 2)
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def multi_topic_rows(n: int, seed: int = 0) -> list[dict]:
+    """Made-up multi-label rows: each row holds 0, 1 or 2 topics, two words of each; "|" joins the labels."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labels = sorted(rng.sample(list(TOPICS), [0, 1, 1, 2][i % 4]))
+        words = rng.sample(FILLER, 4) + [w for label in labels for w in rng.sample(TOPICS[label], 2)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": "|".join(labels)})
     return rows
 
 

@@ -17,7 +17,7 @@ from seqtune.cli import main
 from seqtune.crossval import fold_indices, mean_std, parse_seeds
 from seqtune.errors import SeqtuneError
 
-from .conftest import topic_rows, write_csv
+from .conftest import multi_topic_rows, topic_rows, write_csv
 
 
 def _train(tmp_path: Path, tiny_model_dir: Path, *extra: str) -> list[str]:
@@ -46,6 +46,17 @@ def test_folds_give_each_row_one_out_of_fold_prediction_and_the_mean_and_std(tmp
     assert not (out / "model.safetensors").exists()
     report = (out / "cv_report.md").read_text()
     assert "3-fold cross-validation (stratified by label" in report and report.count("\n| ") >= 5
+
+
+def test_multi_label_folds_write_label_sets_as_cells(tmp_path, tiny_model_dir):
+    train = write_csv(tmp_path / "multi.csv", multi_topic_rows(24, 0))
+    assert main(["train", "--train", train, "--model", str(tiny_model_dir), "--epochs", "1", "--folds", "2",
+                 "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
+    oof = pd.read_csv(tmp_path / "out" / "oof_predictions.csv", keep_default_na=False).sort_values("row")
+    assert list(oof["label"]) == list(pd.read_csv(train, keep_default_na=False)["label"])  # as the user wrote them
+    labels = {"sports", "food", "tech"}
+    assert all(set(filter(None, cell.split("|"))) <= labels for cell in oof["predicted_labels"])
+    assert {"probability_sports", "probability_food", "probability_tech"} <= set(oof.columns)
 
 
 def test_seeds_train_on_one_split_once_per_seed(tmp_path, tiny_model_dir):

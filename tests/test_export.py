@@ -124,6 +124,19 @@ def test_reexport_replaces_only_with_a_complete_export(trained, exported, monkey
     assert json.loads((exported / "export.json").read_text())["parity"]["max_abs_diff"] < 1e-4
 
 
+def test_reexport_over_files_the_export_did_not_write_is_refused(trained, exported, capsys):
+    _, out = trained
+    (exported / "notes.md").write_text("mine")
+    before = (exported / "model.onnx").read_bytes()
+    try:
+        assert main(["export", "--model", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "holds notes.md, which the earlier export there did not write" in err and err.count("\n") == 1
+        assert (exported / "notes.md").read_text() == "mine" and (exported / "model.onnx").read_bytes() == before
+    finally:
+        (exported / "notes.md").unlink()
+
+
 def test_a_lora_folder_exports_merged(tmp_path, tiny_model_dir):
     from seqtune.predictor import Predictor
 

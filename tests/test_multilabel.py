@@ -1,7 +1,6 @@
 """Multi-label models (thresholds, metrics, predict/evaluate, pipeline) and class weights, end to end."""
 
 import json
-import random
 
 import numpy as np
 import pandas as pd
@@ -13,20 +12,7 @@ from seqtune.cli import main
 from seqtune.multilabel import WeightedLoss, class_weights, parse_class_weights, tune_thresholds
 from seqtune.task import TaskSpec
 
-from .conftest import FILLER, TOPICS, tiny_bert, topic_rows
-
-
-def multi_topic_rows(n: int, seed: int = 0) -> list[dict]:
-    """Made-up multi-label rows: each row holds 0, 1 or 2 topics, two words of each; "|" joins the labels."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        labels = sorted(rng.sample(list(TOPICS), [0, 1, 1, 2][i % 4]))
-        words = rng.sample(FILLER, 4) + [w for label in labels for w in rng.sample(TOPICS[label], 2)]
-        rng.shuffle(words)
-        rows.append({"text": " ".join(words), "label": "|".join(labels)})
-    return rows
-
+from .conftest import TOPICS, multi_topic_rows, tiny_bert, topic_rows
 
 # ---- thresholds and metrics ----------------------------------------------------------------------------------
 

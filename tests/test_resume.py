@@ -191,9 +191,9 @@ def test_evaluation_keeps_nothing_per_batch(tmp_path):
 
     trainer = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, per_device_eval_batch_size=4),
                       preprocess_logits_for_metrics=count_tensors)
-    output = trainer.predict(toy_rows(200))
-    assert output.predictions.shape == (200, 2)
-    assert len(live) == 50 and max(live[5:]) == min(live[5:])
+    output = trainer.predict(toy_rows(64))  # gc.collect over the whole suite's heap is slow: few batches
+    assert output.predictions.shape == (64, 2)
+    assert len(live) == 16 and max(live[3:]) == min(live[3:])
 
 
 def test_resuming_a_finished_run_trains_nothing(tmp_path):
