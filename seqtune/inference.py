@@ -69,7 +69,7 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool):
             f"{text_task.text_columns[0]!r} was found; pass --text-column twice" if predictor.pairs_expected else
             f"single texts, but the columns {' + '.join(map(str, text_task.text_columns))} were taken as a pair; "
             "pass --text-column once"))
-    dataset = to_dataset(frame, text_task, path)
+    dataset = to_dataset(frame, text_task, path, ids_for_names=True)
     return frame, predictor, dataset, predictor.dataset_logits(dataset)
 
 

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,11 @@ def test_train_a_few_steps_on_mrpc(tmp_path, glue_dir, monkeypatch, capsys):
     assert "fast paths:" in printed
     assert (out / "model.safetensors").is_file() and (out / "all_results.json").is_file()
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
+    # GLUE's raw dev.tsv as a user's file: quotes that never close are text, and its 0/1 cells the model's ids.
+    assert main(["evaluate", "--model", str(out), "--data", str(glue_dir / "MRPC" / "dev.tsv"), "--quiet"]) == 0
+    evaluated = capsys.readouterr().out
+    final = re.search(r"final validation \(408 examples\): accuracy=(\S+)  f1=(\S+)", printed)
+    assert "(408 rows" in evaluated and f"accuracy: {final[1]}" in evaluated and f"f1: {final[2]}" in evaluated
     # The same folder again is another run's: refused, nothing touched.
     assert main(["train", "--task", "glue/mrpc", "--max-steps", "4", "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err

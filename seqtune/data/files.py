@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SeqtuneError
+from .delimited import NUMBER, first_line, read_delimited
 from .labels import is_list_cell as _is_list
 
 if TYPE_CHECKING:
@@ -23,12 +22,12 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl
            ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_PAIRS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("question", "answer"),
               ("premise", "hypothesis"), ("question1", "question2"), ("query", "passage"),
-              ("question", "sentence"), ("text1", "text2"))
+              ("question", "sentence"), ("text1", "text2"), ("#1 string", "#2 string"))  # the last: GLUE's MRPC TSVs
 TEXT_SINGLES = ("text", "sentence", "review", "content", "document", "comment", "body", "utterance")
-LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "sentiment", "rating", "stars", "y")
+LABEL_NAMES = ("label", "labels", "score", "target", "class", "category", "sentiment", "rating", "stars", "y",
+               "quality")
 MAX_CLASSES = 1000
 KNOWN_NAMES = set(TEXT_SINGLES) | set(LABEL_NAMES) | {c for pair in TEXT_PAIRS for c in pair}
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 # Label cells that mean "no label": the spellings pandas reads as missing by default (CSV/TSV are read as text,
 # so they arrive as strings), matched after trimming. Case matters, as in pandas: a class `none` stays a class.
 NA_SPELLINGS = frozenset({"", "nan", "NaN", "-nan", "-NaN", "NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NULL",
@@ -85,7 +84,7 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
             # A stored pandas index is dropped (predict writes index=False anyway): index i is always data row i + 1.
             return pd.read_parquet(path).reset_index(drop=True)
         except Exception as err:  # pyarrow raises several types for a non-Parquet file
-            raise SeqtuneError(f"{path}: not a Parquet file ({_first_line(err)})") from None
+            raise SeqtuneError(f"{path}: not a Parquet file ({first_line(err)})") from None
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -101,66 +100,14 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
             frame = pd.read_json(io.StringIO(text), lines=lines, dtype=False)
         except ValueError as err:
             raise SeqtuneError(f"{path}: not valid {'JSON Lines' if lines else 'JSON'} "
-                               f"({_first_line(err)})") from None
+                               f"({first_line(err)})") from None
         return frame
-    sep = "\t" if kind == "tsv" else ","
-    if header is None:
-        header = _has_header(text, sep, expected=frozenset(c for c in expected_columns or [] if isinstance(c, str)))
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
-                            keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
+        frame = read_delimited(text, "\t" if kind == "tsv" else ",", header, KNOWN_NAMES,
+                               frozenset(c for c in expected_columns or [] if isinstance(c, str)))
     except (pd.errors.ParserError, csv.Error) as err:
-        raise SeqtuneError(f"{path}: not valid {kind.upper()} ({_first_line(err)})") from None
-    if not header:
-        frame.columns = list(range(frame.shape[1]))
+        raise SeqtuneError(f"{path}: not valid {kind.upper()} ({first_line(err)})") from None
     return frame
-
-
-def _has_header(text: str, sep: str, rows: int = 1000, expected: frozenset[str] = frozenset()) -> bool:
-    """A header row names columns; a data row repeats the values under it. In order: a first-row cell that
-    recurs lower in its column (a label such as `Business`, or `y`) or is a number is data; a cell above a column of a
-    few repeated labels that is not one of them names that column (`polarity` over pos/neg); then known
-    names (`text`, `label`, or `expected`, the columns a model was trained on) make a header, while
-    sentences and numbers make data; csv.Sniffer decides the rest."""
-    table = _first_rows(text, sep, rows)
-    first = [c.strip() for c in (table[0] if table else [])]
-    below = [[row[i].strip() for row in table[1:] if i < len(row) and row[i].strip()] for i in range(len(first))]
-    if any(c and (c in set(values) or NUMBER.fullmatch(c)) for c, values in zip(first, below, strict=True)):
-        return False  # a value seen again below, or a bare number: never a column name
-    for cell, values in zip(first, below, strict=True):
-        if cell and len(values) >= 4 and len(set(values)) <= max(2, len(values) // 2):  # a label column
-            return True
-    if expected and expected <= set(first) or {c.lower() for c in first} & KNOWN_NAMES:
-        return True
-    if any(c and _reads_as_data(c) for c in first):
-        return False
-    # Short names over a column of sentences or numbers: Sniffer misses this when lengths vary (news texts).
-    if any(values and sum(map(_reads_as_data, values)) > len(values) / 2 for values in below):
-        return True
-    try:
-        return csv.Sniffer().has_header(text[:20000])
-    except csv.Error:
-        return False
-
-
-def _first_rows(text: str, sep: str, rows: int) -> list[list[str]]:
-    """Up to `rows` parsed rows; a malformed row ends the sample (pandas reports it later, with context)."""
-    table: list[list[str]] = []
-    reader = csv.reader(io.StringIO(text), delimiter=sep)  # not a split on newlines: quoted cells span lines
-    try:
-        table.extend(itertools.islice(reader, rows))
-    except csv.Error:
-        pass
-    return table
-
-
-def _reads_as_data(cell: str) -> bool:
-    """A sentence (>= 4 words or > 40 characters) or a bare number is a value, never a column name."""
-    return len(cell.split()) >= 4 or len(cell) > 40 or NUMBER.fullmatch(cell) is not None
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def infer_task(frame: pd.DataFrame, text_columns: list[str] | None = None, label_column: str | None = None,
@@ -380,8 +327,10 @@ def _check_variety(values: pd.Series, task: TextTask, where: str) -> None:
                            "needs targets that vary")
 
 
-def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Dataset:
-    """Texts and label ids (or floats) as a datasets.Dataset; empty texts and unknown labels refused."""
+def to_dataset(frame: pd.DataFrame, task: TextTask, where: str, ids_for_names: bool = False) -> datasets.Dataset:
+    """Texts and label ids (or floats) as a datasets.Dataset; empty texts and unknown labels refused.
+    `ids_for_names`: label cells that are all ids (0 .. classes - 1) and never a name are a trained model's
+    label ids, as GLUE's files hold them."""
     import datasets
     import numpy as np
     import pandas as pd
@@ -417,6 +366,9 @@ def to_dataset(frame: pd.DataFrame, task: TextTask, where: str) -> datasets.Data
             keys = [_label_key(v) for v in values]
             if task.names_file:  # ids into the names file, each checked with its row
                 keys = [names[0] for names in label_sets(values, task, where)]
+            id_keys = {str(i) for i in range(len(ids))}
+            if ids_for_names and not any(v in ids for v in keys) and all(v in id_keys for v in keys):
+                keys = [task.label_names[int(v)] for v in keys]  # the model's label ids (0, 1), as GLUE's files hold
             unknown = np.array([v not in ids for v in keys], dtype=bool)
             if unknown.any():
                 value = keys[int(np.flatnonzero(unknown)[0])]

@@ -162,7 +162,7 @@ def resolve_ids(names: list[str], label_names: list[str], names_file: str) -> li
 def sorted_names(sets: list[list[str]], separator: str | None = None, where: str = "labels") -> list[str]:
     """Every label of the data in a stable order: numbers numerically, words alphabetically. A label that is
     other labels joined by another separator (cells written with two separators) is refused, not learnt."""
-    from .files import NUMBER
+    from .delimited import NUMBER
 
     keys = {name for names in sets for name in names}
     for name in sorted(keys):

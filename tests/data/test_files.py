@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from seqtune import SeqtuneError
-from seqtune.data.files import infer_task, load_files, read_table
+from seqtune.data.files import TextTask, infer_task, load_files, read_table, to_dataset
 
 from ..conftest import topic_rows
 
@@ -87,6 +87,21 @@ def test_non_utf8_and_unknown_validation_label(tmp_path):
     missing = _write(tmp_path / "m.csv", [{"sentence": "abc def", "label": "a"}], "csv")
     with pytest.raises(SeqtuneError, match="no column 'text'"):
         load_files(train, validation=missing)
+
+
+def test_id_cells_are_a_trained_models_ids_only_when_asked(tmp_path):
+    """A validation file of 0/1 beside training names is refused (its ids' order is unknown); a trained model's
+    ids (evaluate) map to its names, in the model's order."""
+    rows = [{"text": "abc def", "label": "pos"}, {"text": "ghi jkl", "label": "neg"}]
+    train = _write(tmp_path / "t.csv", rows, "csv")
+    dev = _write(tmp_path / "v.csv", [{"text": "abc def", "label": 1}, {"text": "ghi", "label": 0}], "csv")
+    with pytest.raises(SeqtuneError, match="row 1: label '1' is not one of the training labels"):
+        load_files(train, validation=dev)
+    task = TextTask(["text"], "label", "classification", ["not_equivalent", "equivalent"])
+    frame = read_table(dev)
+    assert to_dataset(frame, task, "v.csv", ids_for_names=True)["label"] == [1, 0]
+    with pytest.raises(SeqtuneError, match="row 1: label '1' is not one of the training labels"):  # all or none
+        to_dataset(frame.assign(label=["1", "2"]), task, "v.csv", ids_for_names=True)
 
 
 def test_python_api_passes_files_to_datasets(tmp_path):
