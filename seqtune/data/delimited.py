@@ -6,7 +6,7 @@ import csv
 import io
 import itertools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,18 +38,28 @@ def tsv_quoting(text: str) -> int:
     quoted otherwise. Left ambiguous only by a quoted cell holding both a tab and a line break."""
     if '"' not in text:
         return csv.QUOTE_MINIMAL
-    plain = [row for row in csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE) if row]
-    widths = {len(row) for row in plain}
+    plain_rows, widths, _ = _shape(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
     if len(widths) != 1:
         return csv.QUOTE_MINIMAL  # a quoted tab or line break: only quoting reads the file
     try:
-        quoted = [row for row in csv.reader(io.StringIO(text), delimiter="\t", strict=True) if row]
+        quoted_rows, quoted_widths, ran_on = _shape(csv.reader(io.StringIO(text), delimiter="\t", strict=True))
     except csv.Error:
         return csv.QUOTE_NONE
-    if len(quoted) == len(plain) and {len(row) for row in quoted} == widths:
+    if quoted_rows == plain_rows and quoted_widths == widths:
         return csv.QUOTE_MINIMAL
-    ran_on = any("\t" in cell and "\n" in cell for row in quoted for cell in row)
-    return csv.QUOTE_NONE if ran_on or {len(row) for row in quoted} != widths else csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE if ran_on or quoted_widths != widths else csv.QUOTE_MINIMAL
+
+
+def _shape(reader: Any) -> tuple[int, set[int], bool]:
+    """Rows (blank lines skipped, as pandas skips them), the set of row widths, and whether a cell holds both
+    a tab and a line break. Row by row: a large file is not held twice."""
+    rows, widths, ran_on = 0, set(), False
+    for row in reader:
+        if row:
+            rows += 1
+            widths.add(len(row))
+            ran_on = ran_on or any("\t" in cell and "\n" in cell for cell in row)
+    return rows, widths, ran_on
 
 
 def has_header(text: str, sep: str, known_names: set[str], expected: frozenset[str] = frozenset(),
