@@ -69,6 +69,8 @@ BAD_TRAIN = [
     (["--output-dir="], "--output-dir"), (["--model="], "--model"), (["--metric", "nope"], "--metric"),
     (["--save-strategy", "sometimes"], "--save-strategy"), (["--epochz", "3"], "--epochz"),
     (["--torch-compile", "fastest"], "--torch-compile"),
+    (["--label-separator="], "--label-separator: expected the character(s) between labels"),
+    (["--label-names="], "--label-names: expected a file of names"),
 ]
 
 
