@@ -232,12 +232,17 @@ async def _body(request: Any, limit: int) -> bytes:
     if length is not None and length.isdigit() and int(length) > limit:
         raise BadRequest(413, f"the body is {int(length):,} bytes; this server takes at most {limit:,} "
                               "(--max-body-bytes)")
+    from starlette.requests import ClientDisconnect
+
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(413, f"the body passes {limit:,} bytes; this server takes at most {limit:,} "
-                                  "(--max-body-bytes)")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise BadRequest(413, f"the body passes {limit:,} bytes; this server takes at most {limit:,} "
+                                      "(--max-body-bytes)")
+    except ClientDisconnect:  # nobody is left to answer; a refusal, not a server error with its traceback
+        raise BadRequest(400, "the client went away before sending the whole body") from None
     return bytes(body)
 
 

@@ -188,6 +188,29 @@ def test_a_large_body_is_refused_from_its_length_unread():
     assert err.value.status == 413
 
 
+def test_a_client_gone_mid_body_is_a_refusal_not_a_server_error(served):
+    sent = []
+
+    async def go():
+        messages = iter([{"type": "http.request", "body": b'{"text": "half', "more_body": True},
+                          {"type": "http.disconnect"}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")], "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 5000)}
+        await served(scope, receive, send)  # a server error would be raised here, for uvicorn to log
+
+    asyncio.run(go())
+    assert sent[0]["status"] == 400 and b"the client went away" in sent[1]["body"]
+
+
 def test_a_streamed_body_is_cut_off_at_the_limit(served):
     sent = []
 
