@@ -140,7 +140,8 @@ def run_evaluate(options: argparse.Namespace) -> int:
         check_errors_path(options.errors, options.data)  # before any inference runs
     start = time.perf_counter()
     frame, predictor, dataset, logits = _predict(options, options.data, needs_label=True)
-    metrics = predictor.spec.compute_metrics()((logits, np.asarray(dataset["label"])))
+    labels = np.asarray(dataset["label"])
+    metrics = {"loss": predictor.spec.loss(logits, labels), **predictor.spec.compute_metrics()((logits, labels))}
     runtime = time.perf_counter() - start
     if getattr(options, "errors", None):
         _write_errors(options.errors, predictor.spec, dataset, logits)

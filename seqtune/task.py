@@ -114,6 +114,19 @@ class TaskSpec:
 
         return compute_metrics
 
+    def loss(self, logits: Any, labels: Any) -> float:
+        """The loss transformers' classification heads compute (cross-entropy; BCE with logits for
+        multi-label; MSE for regression), over rows of logits and their labels."""
+        import torch
+        import torch.nn.functional as F
+
+        logits, labels = torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(labels)
+        if self.task_type == "regression":
+            return float(F.mse_loss(logits.reshape(-1), labels.float().reshape(-1)))
+        if self.task_type == "multi_label":
+            return float(F.binary_cross_entropy_with_logits(logits, labels.float()))
+        return float(F.cross_entropy(logits, labels.long()))
+
     def per_row(self, logits: Any, rows: Any) -> Any:
         """One row of logits per input row, in input order, from the logits of the tokenized `rows`."""
         from .longtext import per_document, reduction

@@ -75,6 +75,10 @@ def test_evaluate_prints_metrics(trained, capsys):
     assert main(["evaluate", "--model", str(out), "--data", str(folder / "dev.csv"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "accuracy:" in printed and "macro_f1:" in printed
+    shown = dict(line.strip().split(": ") for line in printed.splitlines()[1:])
+    results = json.loads((out / "all_results.json").read_text())  # the run's last evaluation, of the same rows
+    assert float(shown["loss"]) == pytest.approx(results["eval_loss"], abs=2e-4)
+    assert float(shown["accuracy"]) == pytest.approx(results["eval_accuracy"], abs=1e-4)
 
 
 def test_transformers_pipeline_loads_the_output(trained):
