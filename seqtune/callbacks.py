@@ -113,6 +113,10 @@ class EarlyStoppingCallback(TrainerCallback):
     def load_state(self, saved: dict[str, Any]) -> None:
         self.bad_evaluations, self.best = saved["bad_evaluations"], saved["best"]
 
+    def on_train_begin(self, args, state, control, **kwargs: Any) -> None:
+        if self.bad_evaluations >= self.patience:  # resumed from the checkpoint where it stopped: nothing to do
+            control.should_training_stop = True
+
     def on_evaluate(self, args, state, control, metrics: dict | None = None, **kwargs: Any) -> None:
         key = args.best_metric_key()
         if not metrics or key not in metrics:

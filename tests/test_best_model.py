@@ -82,6 +82,13 @@ def test_the_best_epoch_is_kept_saved_and_said_and_early_stopping_ends_the_run(d
     assert run["args"]["metric_for_best_model"] == "accuracy" and run["args"]["load_best_model_at_end"]
     report = (out / "report.md").read_text()
     assert f"- model kept: best model: epoch 2 (checkpoint {best})" in report and "stopped early at epoch 4" in report
+    # Resumed, a run that stopped early is finished: no epoch more, no checkpoint more.
+    state = json.loads((out / f"checkpoint-{4 * STEPS_PER_EPOCH}" / "trainer_state.json").read_text())
+    assert train(data, out, tiny_model_dir, "--epochs", "6", "--early-stopping-patience", "2",
+                 "--early-stopping-threshold", "0.05", "--save-total-limit", "1", "--resume") == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == kept
+    assert json.loads((out / f"checkpoint-{4 * STEPS_PER_EPOCH}" / "trainer_state.json").read_text()) == state
+    assert "stopped early at epoch 4" in capsys.readouterr().out
 
 
 def test_no_load_best_keeps_the_last_model_and_names_the_best(data, tiny_model_dir, monkeypatch, capsys):
