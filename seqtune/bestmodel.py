@@ -55,6 +55,18 @@ class KeepBestInMemory(TrainerCallback):
         self.epoch: float | None = None
         self.weights: dict[str, Any] | None = None
 
+    def state(self) -> dict[str, Any]:
+        """Kept in checkpoints, the weights not: resumed, the run knows the best it cannot give back."""
+        return {"best": self.best, "step": self.step, "epoch": self.epoch}
+
+    def load_state(self, saved: dict[str, Any]) -> None:
+        self.best, self.step, self.epoch = saved["best"], saved["step"], saved["epoch"]
+
+    @property
+    def lost(self) -> bool:
+        """The best evaluation came before a resume: its weights were in the memory of the earlier process."""
+        return self.step is not None and self.weights is None
+
     def on_evaluate(self, args, state, control, metrics: dict | None = None, **kwargs: Any) -> None:
         value = (metrics or {}).get(args.best_metric_key())
         if value is None or not args.is_better(value, self.best) or state.global_step == 0:
@@ -91,14 +103,16 @@ def outcome(trainer: Any, stopper: EarlyStoppingCallback | None, keeper: KeepBes
     state, args = trainer.state, trainer.args
     best = None
     if keeper is not None and keeper.step is not None:
-        best = {"epoch": keeper.epoch, "step": keeper.step, "value": keeper.best, "checkpoint": None}
+        best = {"epoch": keeper.epoch, "step": keeper.step, "value": keeper.best, "checkpoint": None,
+                "lost": keeper.lost and keeper.step != state.global_step}
     elif state.best_model_checkpoint:
         step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
         found = _evaluation_at(state.log_history, step)
         best = {"epoch": found.get("epoch") if found else None, "step": step, "value": state.best_metric,
                 "checkpoint": Path(state.best_model_checkpoint).name}
     result: dict[str, Any] = {"metric": args.metric_for_best_model, "best": best,
-                              "kept": "best" if load_best and best else "last", "last_epoch": state.epoch,
+                              "kept": "best" if load_best and best and not best.get("lost") else "last",
+                              "last_epoch": state.epoch,
                               "last_step": state.global_step, "early_stopping": None}
     if stopper is not None:
         stopped = stopper.bad_evaluations >= stopper.patience and state.global_step < state.max_steps
@@ -123,8 +137,13 @@ def describe(kept: dict[str, Any]) -> str:
         where = f"checkpoint {best['checkpoint']}" if best.get("checkpoint") else "its weights kept in memory"
         value = f"{best['value']:.4f}" if isinstance(best.get("value"), (int, float)) else best.get("value")
         found = f"epoch {_epoch(best['epoch'])} ({where}), {metric} {value}"
-        line = (f"best model: {found}" if kept["kept"] == "best" else
-                f"last model kept (epoch {_epoch(kept.get('last_epoch'))}, --no-load-best); the best was {found}")
+        last = f"last model kept (epoch {_epoch(kept.get('last_epoch'))}"
+        if best.get("lost"):
+            found = f"epoch {_epoch(best['epoch'])}, {metric} {value}"
+            line = f"{last}): the best, {found}, came before the resume and its weights were only in memory"
+        else:
+            line = (f"best model: {found}" if kept["kept"] == "best" else
+                    f"{last}, --no-load-best); the best was {found}")
     else:
         line = f"last model kept (epoch {_epoch(kept.get('last_epoch'))}): no evaluation to choose a best one by"
     stopping = kept.get("early_stopping")

@@ -116,6 +116,19 @@ def test_without_checkpoints_the_best_weights_are_kept_in_memory(data, tiny_mode
     assert same(weights(in_memory), best) and not same(weights(in_memory), weights(with_checkpoints / "checkpoint-24"))
 
 
+def test_a_best_kept_in_memory_before_a_resume_is_said_lost_not_claimed(data, tiny_model_dir, monkeypatch, capsys):
+    stop = {2: lambda: os.kill(os.getpid(), signal.SIGUSR1)}  # during the 3rd evaluation: the best was the 2nd
+    script_accuracy(monkeypatch, [0.5, 0.9, 0.6, 0.7, 0.8], stop)
+    out = data / "run"
+    assert train(data, out, tiny_model_dir, "--epochs", "4", "--save-strategy", "no") == 143
+    capsys.readouterr()
+    assert train(data, out, tiny_model_dir, "--epochs", "4", "--save-strategy", "no", "--resume") == 0
+    assert ("last model kept (epoch 4): the best, epoch 2, accuracy 0.9000, came before the resume and its weights "
+            "were only in memory") in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["best_model"]["kept"] == "last" and run["best_model"]["best"]["step"] == 2 * STEPS_PER_EPOCH
+
+
 def test_a_stopped_run_resumes_with_its_patience_and_its_best_checkpoint(data, tiny_model_dir, monkeypatch, capsys):
     # Best at evaluation 1; the patience of 3 runs out at evaluation 4 only if the count survives the resume
     # (a fresh count would take evaluation 3 as a new best and stop at 6).
