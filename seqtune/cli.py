@@ -203,6 +203,9 @@ def _serve_parser(commands) -> None:
                             "e.g. 16,384 for 512 tokens)")
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
                        help="largest request body taken; a larger one is refused unread")
+    serve.add_argument("--threshold", type=float, default=None,
+                       help="multi-label: one score threshold in [0, 1] for every label (default: each label's, "
+                            "tuned on validation), as predict's --threshold")
     serve.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

@@ -217,7 +217,7 @@ def create_app(predictor: Any, batcher: Any, limits: Limits, model: str) -> Any:
     async def health() -> dict[str, Any]:
         """The model being served and the limits of a request."""
         return {"status": "ok", "model": model, "engine": predictor.engine, "task": spec.name,
-                "task_type": spec.task_type, "labels": list(spec.label_names),
+                "task_type": spec.task_type, "labels": list(spec.label_names), "thresholds": spec.thresholds,
                 "inputs": {True: "text pairs", False: "single texts", None: "single texts or text pairs"}[pairs],
                 "max_batch_size": batcher.max_batch_size, "max_texts": limits.max_texts,
                 "max_text_chars": limits.max_text_chars, "max_body_bytes": limits.max_body_bytes}
@@ -276,6 +276,13 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def use_threshold(predictor: Any, threshold: float) -> None:
+    """As predict's --threshold: one score threshold for every label of a multi-label model, every request."""
+    if predictor.spec.task_type != "multi_label":
+        raise SeqtuneError("--threshold applies to multi-label models; this one picks one class a row")
+    predictor.spec.thresholds = dict.fromkeys(predictor.spec.label_names, threshold)
+
+
 def run_serve(options: argparse.Namespace) -> int:
     """Load the model, listen, serve until SIGTERM or Ctrl-C, then exit 0 once the requests in flight are
     answered."""
@@ -289,6 +296,8 @@ def run_serve(options: argparse.Namespace) -> int:
     sock = listen(options.host, options.port)  # before the model loads: a busy port costs nothing
     try:
         predictor = Predictor(options.model, engine=options.engine, batch_size=options.max_batch_size)
+        if options.threshold is not None:
+            use_threshold(predictor, options.threshold)
         # The first pass sets the engine up (fast paths, allocations: ~0.6 s for MiniLM): paid before listening.
         predictor.logits(["warm up"], ["warm up"] if predictor.pairs_expected else None)
         limits = Limits(options.max_texts, options.max_text_chars or TEXT_CHARS_PER_TOKEN * predictor.max_length,

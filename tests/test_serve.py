@@ -338,6 +338,31 @@ def test_batched_answers_over_http_equal_the_offline_prediction(predictors, mode
         _same_rows(response.json()["predictions"], predictor.predict(body["texts"], all_scores=body["all_scores"]))
 
 
+def test_threshold_serves_what_predict_threshold_writes(tmp_path, embedded_tokenizer):
+    from seqtune.predictor import Predictor
+    from seqtune.serve import use_threshold
+
+    folder = _model_folder(tmp_path / "multi", embedded_tokenizer, "multi_label", TOPICS, ["text"])
+    texts = ["fresh bread and soup", "the match went on", "a new laptop", "nothing at all here"]
+    predictor = Predictor(folder)
+    expected = {threshold: predictor.spec.prediction_columns(predictor.logits(texts), threshold=threshold)
+                for threshold in (0.2, 0.8)}
+    for threshold, columns in expected.items():
+        use_threshold(predictor, threshold)
+        batcher = Batcher(predictor, max_batch_size=8, max_wait_ms=1)
+        batcher.start()
+        try:
+            app = create_app(predictor, batcher, Limits(), str(folder))
+            status, answer = _request(app, "POST", "/predict", content=json.dumps({"texts": texts}).encode())
+            _, health = _request(app, "GET", "/health")
+        finally:
+            batcher.close()
+        assert status == 200 and [row["predicted_labels"] for row in answer["predictions"]] == \
+            columns["predicted_labels"]
+        assert health["thresholds"] == dict.fromkeys(TOPICS, threshold)
+    assert expected[0.2]["predicted_labels"] != expected[0.8]["predicted_labels"]
+
+
 def test_health_and_the_openapi_page(served, models):
     status, health = _request(served, "GET", "/health")
     assert status == 200 and health["labels"] == TOPICS and health["task_type"] == "classification"
@@ -379,6 +404,8 @@ def test_answers_equal_what_seqtune_predict_writes(name, models, predictors, tmp
     (["--max-texts", "0"], "--max-texts: expected a whole number >= 1, got 0"),
     (["--engine", "tensorrt"], "argument --engine: invalid choice: 'tensorrt'"),
     (["--host", "192.0.2.1"], "--host 192.0.2.1 --port 8080: cannot listen there"),  # TEST-NET: not ours
+    (["--threshold", "1.5"], "--threshold: expected a number in [0, 1], got 1.5"),
+    (["--threshold", "0.3", "--port", "0"], "--threshold applies to multi-label models"),
 ])
 def test_bad_options_are_one_line_and_exit_2(argv, message, models, capsys):
     argv = ["serve", "--model", str(models["topics"]), *argv] if argv[0] != "--model" else ["serve", *argv]
