@@ -153,6 +153,7 @@ def load_adapter_weights(model: Any, folder: Path, weights: dict[str, torch.Tens
     """A checkpoint's adapter and head weights into the wrapped `model` (strict: every one must land)."""
     from peft import set_peft_model_state_dict
 
+    _check_same_recipe(model, folder)
     try:
         result = set_peft_model_state_dict(model, weights)
     except RuntimeError as err:  # "size mismatch for ...": another rank, or another head size
@@ -162,6 +163,28 @@ def load_adapter_weights(model: Any, folder: Path, weights: dict[str, torch.Tens
     if unexpected or not weights:
         detail = f"it has {unexpected[0]!r} which this model lacks" if unexpected else "it is empty"
         raise SeqtuneError(f"checkpoint {folder} is from another LoRA model: {detail}")
+
+
+def _check_same_recipe(model: Any, folder: Path) -> None:
+    """Alpha, dropout and targets leave the weights' shapes alone: a checkpoint of other ones would load
+    and silently continue as another model."""
+    try:
+        saved = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # no config beside the weights (written by hand): the shapes are all there is to check
+    config = model.peft_config[model.active_adapter]
+    options = (("r", "--lora-rank"), ("lora_alpha", "--lora-alpha"), ("lora_dropout", "--lora-dropout"),
+               ("target_modules", "--lora-targets"))
+    differ = []
+    for key, flag in options:
+        then, now = saved.get(key), getattr(config, key, None)
+        if key == "target_modules" and not isinstance(then, str) and not isinstance(now, str):
+            then, now = sorted(then or []), sorted(now or [])  # peft keeps a set: order means nothing
+        if then != now:
+            differ.append(f"{flag} {then} there, {now} here")
+    if differ:
+        raise SeqtuneError(f"resume: {folder} comes from another LoRA recipe ({'; '.join(differ)}); resume with "
+                           "its LoRA options or start a new output_dir")
 
 
 def is_adapter_folder(folder: Path) -> bool:

@@ -233,3 +233,9 @@ def test_resuming_a_lora_run_without_lora_says_so(tmp_path, csv_data, tiny_model
     assert main([*common, "--max-steps", "4", "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "was trained with LoRA: resume with --lora" in err, err
+    for other, says in ((["--lora-alpha", "32"], "--lora-alpha 16.0 there, 32.0 here"),
+                        (["--lora-dropout", "0.3"], "--lora-dropout 0.1 there, 0.3 here")):
+        assert main([*common, "--lora", "--max-steps", "4", "--resume", *other]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "comes from another LoRA recipe" in err and says in err, err
+    assert main([*common, "--lora", "--max-steps", "4", "--resume"]) == 0  # its own options: it continues
