@@ -6,6 +6,8 @@ import csv
 import io
 import itertools
 import re
+import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,17 +16,28 @@ if TYPE_CHECKING:
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
+class TableError(ValueError):
+    """Text that does not read as one table: the message starts with the line at fault."""
+
+
 def read_delimited(text: str, sep: str, header: bool | None, known_names: set[str],
                    expected: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Every cell as a string; `header=None` decides from the rows (`known_names`, `expected`: column names
-    a header would hold). Raises pandas' ParserError or csv.Error on text that is not a table."""
+    a header would hold). Raises TableError, or pandas' ParserError, on text that is not one table."""
     import pandas as pd
 
-    quoting = tsv_quoting(text) if sep == "\t" else csv.QUOTE_MINIMAL
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Mac files too: one line end for every reader
+    quoting = tsv_quoting(text) if sep == "\t" else _csv_quoting(text)
     if header is None:
         header = has_header(text, sep, known_names, expected, quoting=quoting)
-    frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
-                        keep_default_na=False, quoting=quoting)
+    if header:
+        _check_widths(text, sep, quoting)
+    # index_col=False: rows one cell longer than the header are not taken as an index beside the data. Only
+    # empty cells can be past the header's now (checked), so pandas' warning that it drops them says nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
+                            keep_default_na=False, quoting=quoting, index_col=False)
     if not header:
         frame.columns = list(range(frame.shape[1]))
     return frame
@@ -33,33 +46,81 @@ def read_delimited(text: str, sep: str, header: bool | None, known_names: set[st
 def tsv_quoting(text: str) -> int:
     """TSV comes in two dialects. Quoted, as pandas and spreadsheets write it: a cell holding a tab, a line
     break or a quote sits between quotes. Plain, as GLUE's files are: a quote is a character like any other,
-    and a cell may open one it never closes. Plain when every line has the same number of cells and quoting
-    breaks the file or runs a cell over several lines and tabs (a cell that opened a quote and ran on);
-    quoted otherwise. Left ambiguous only by a quoted cell holding both a tab and a line break."""
+    and a cell may open one it never closes. Quoted unless quoting breaks the file, or every line holds a row
+    of as many cells as the header when read plain; when both readings hold and differ (quoting would join
+    lines into one row), which one the writer meant cannot be told: refused."""
     if '"' not in text:
         return csv.QUOTE_MINIMAL
-    plain_rows, widths, _ = _shape(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if len(widths) != 1:
-        return csv.QUOTE_MINIMAL  # a quoted tab or line break: only quoting reads the file
+    plain = _shape(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
     try:
-        quoted_rows, quoted_widths, ran_on = _shape(csv.reader(io.StringIO(text), delimiter="\t", strict=True))
+        quoted = _shape(csv.reader(io.StringIO(text), delimiter="\t", strict=True))
     except csv.Error:
         return csv.QUOTE_NONE
-    if quoted_rows == plain_rows and quoted_widths == widths:
-        return csv.QUOTE_MINIMAL
-    return csv.QUOTE_NONE if ran_on or quoted_widths != widths else csv.QUOTE_MINIMAL
+    if len(plain.widths) != 1 or (quoted.rows, quoted.widths) == (plain.rows, plain.widths):
+        return csv.QUOTE_MINIMAL  # a quoted tab or line break, or quotes that change nothing but their cells
+    if quoted.widths != plain.widths:
+        return csv.QUOTE_NONE  # quoting would join cells into rows of another width: the quotes are text
+    first, last = quoted.joined
+    raise TableError(f"line {first}: the quotes in this TSV read two ways: as quoting, lines {first}-{last} "
+                     "are one row; as text, every line is a row. Save it as .jsonl or .csv, which read one way")
 
 
-def _shape(reader: Any) -> tuple[int, set[int], bool]:
-    """Rows (blank lines skipped, as pandas skips them), the set of row widths, and whether a cell holds both
-    a tab and a line break. Row by row: a large file is not held twice."""
-    rows, widths, ran_on = 0, set(), False
+def _csv_quoting(text: str) -> int:
+    """CSV's quoting, checked strictly: pandas reads on past a quote that does not close its cell, joining rows."""
+    if '"' in text:
+        reader = csv.reader(io.StringIO(text), strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error:
+            raise TableError(f"line {reader.line_num}: a quoted cell is not closed where it ends (a quote "
+                             "never closed, or text after the closing one); put the whole cell in quotes and "
+                             'double the quotes inside it ("")') from None
+    return csv.QUOTE_MINIMAL
+
+
+@dataclass
+class _Shape:
+    """Rows (blank lines skipped, as pandas skips them), the set of their widths (the first row's trailing
+    empty cells not counted: a header that ends in a tab is as wide as its rows), and the first row over
+    several lines."""
+
+    rows: int = 0
+    widths: set[int] = field(default_factory=set)
+    joined: tuple[int, int] = (0, 0)
+
+
+def _shape(reader: Any) -> _Shape:
+    shape, before = _Shape(), 0
     for row in reader:
         if row:
-            rows += 1
-            widths.add(len(row))
-            ran_on = ran_on or any("\t" in cell and "\n" in cell for cell in row)
-    return rows, widths, ran_on
+            shape.rows += 1
+            shape.widths.add(_width(row) if shape.rows == 1 else len(row))
+            if reader.line_num - before > 1 and shape.joined == (0, 0):
+                shape.joined = (before + 1, reader.line_num)
+        before = reader.line_num
+    return shape
+
+
+def _width(row: list[str]) -> int:
+    width = len(row)
+    while width > 1 and not row[width - 1]:
+        width -= 1
+    return width
+
+
+def _check_widths(text: str, sep: str, quoting: int) -> None:
+    """A data row with more (non-empty) cells than the header: its cells would shift under the wrong names."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
+    names = None
+    for row in reader:
+        if not row:
+            continue
+        if names is None:
+            names = len(row)
+        elif _width(row) > names:
+            raise TableError(f"line {reader.line_num}: {_width(row)} cells, but the header names {names}; a "
+                             f"{'tab' if sep == chr(9) else 'comma'} inside a text? put that cell in quotes")
 
 
 def has_header(text: str, sep: str, known_names: set[str], expected: frozenset[str] = frozenset(),

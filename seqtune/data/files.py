@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SeqtuneError
-from .delimited import NUMBER, first_line, read_delimited
+from .delimited import NUMBER, TableError, first_line, read_delimited
 from .labels import is_list_cell as _is_list
 
 if TYPE_CHECKING:
@@ -105,6 +105,8 @@ def read_table(path: str | Path, fmt: str | None = None, header: bool | None = N
     try:
         frame = read_delimited(text, "\t" if kind == "tsv" else ",", header, KNOWN_NAMES,
                                frozenset(c for c in expected_columns or [] if isinstance(c, str)))
+    except TableError as err:
+        raise SeqtuneError(f"{path}: {err}") from None
     except (pd.errors.ParserError, csv.Error) as err:
         raise SeqtuneError(f"{path}: not valid {kind.upper()} ({first_line(err)})") from None
     return frame
