@@ -8,7 +8,7 @@ from typing import Any
 
 from .atomic import replacing
 from .errors import SeqtuneError
-from .task import TaskSpec
+from .task import TASK_FILE, TaskSpec
 
 
 def load_trained(model_dir: str) -> tuple[Any, Any, TaskSpec]:
@@ -69,7 +69,10 @@ def _predict(options: argparse.Namespace, path: str, needs_label: bool):
             f"{text_task.text_columns[0]!r} was found; pass --text-column twice" if predictor.pairs_expected else
             f"single texts, but the columns {' + '.join(map(str, text_task.text_columns))} were taken as a pair; "
             "pass --text-column once"))
-    dataset = to_dataset(frame, text_task, path, ids_for_names=True)
+    # 0/1 label cells are the model's ids only where its id order is the data's own: a GLUE task's, or a plain
+    # transformers folder's id2label. A run on files numbered its classes in sorted order, which no file knows.
+    canonical = predictor.spec.name.startswith("glue/") or not (Path(options.model) / TASK_FILE).is_file()
+    dataset = to_dataset(frame, text_task, path, ids_for_names=canonical)
     return frame, predictor, dataset, predictor.dataset_logits(dataset)
 
 

@@ -81,6 +81,16 @@ def test_evaluate_prints_metrics(trained, capsys):
     assert float(shown["accuracy"]) == pytest.approx(results["eval_accuracy"], abs=1e-4)
 
 
+def test_evaluate_refuses_ids_for_classes_a_run_on_files_numbered_itself(trained, tmp_path, capsys):
+    folder, out = trained
+    dev = pd.read_csv(folder / "dev.csv")
+    dev["label"] = dev["label"].map({"sports": 0, "food": 1, "tech": 2})  # a numbering the model never saw
+    dev.to_csv(tmp_path / "ids.csv", index=False)
+    assert main(["evaluate", "--model", str(out), "--data", str(tmp_path / "ids.csv"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "row 1: label '0' is not one of the training labels (food, sports, tech)" in err and err.count("\n") == 1
+
+
 def test_transformers_pipeline_loads_the_output(trained):
     from transformers import pipeline
 
