@@ -108,17 +108,26 @@ def _check_target(target: Path, folder: Path) -> None:
                            f"(default: {folder / 'onnx'})")
     if source.is_relative_to(resolved):
         raise SeqtuneError(f"--output {target} holds the model folder {folder}; replacing it would delete the model")
+    if Path.cwd().is_relative_to(resolved):
+        raise SeqtuneError(f"--output {target} is the current folder or holds it; the export replaces its folder "
+                           "whole: name a folder of its own")
     if target.exists() and not target.is_dir():
         raise SeqtuneError(f"--output {target} is a file; name a folder")
-    if not target.is_dir() or not any(target.iterdir()):
+    _check_only_an_export(target, target)
+
+
+def _check_only_an_export(folder: Path, target: Path) -> None:
+    """`folder` (the target, or where the earlier export was moved aside) holds nothing but what an export
+    wrote there: replacing it deletes nothing else."""
+    if not folder.is_dir() or not any(folder.iterdir()):
         return
-    if not (target / EXPORT_FILE).is_file():
+    if not (folder / EXPORT_FILE).is_file():
         raise SeqtuneError(f"--output {target} holds files that are not a seqtune export; choose another folder")
     try:
-        exported = set(json.loads((target / EXPORT_FILE).read_text(encoding="utf-8"))["files"])
+        exported = set(json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))["files"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         exported = set()
-    added = sorted(path.name for path in target.iterdir() if path.name not in exported | {EXPORT_FILE})
+    added = sorted(path.name for path in folder.iterdir() if path.name not in exported | {EXPORT_FILE})
     if added:  # replacing the earlier export would delete them
         shown = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
         raise SeqtuneError(f"--output {target} holds {shown}, which the earlier export there did not write; "
@@ -213,14 +222,18 @@ def _parity(model: Any, tokenizer: Any, spec: Any, folder: Path, names: list[str
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
-    """The complete export renamed to `target`; an earlier export there is moved aside first and deleted after."""
+    """The complete export renamed to `target`; an earlier export there is moved aside first, checked again
+    (files may have come in while the export ran) and deleted after."""
     old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
     try:
+        if target.exists():
+            os.replace(target, old)
+            _check_only_an_export(old, target)
         os.replace(staging, target)
-    except OSError:
+    except (OSError, SeqtuneError) as err:
         if old.exists():
             os.replace(old, target)  # put the earlier export back: nothing the user had is lost
-        raise
+        if isinstance(err, SeqtuneError):
+            raise
+        raise SeqtuneError(f"--output {target}: cannot put the export in place ({err.strerror or err})") from None
     shutil.rmtree(old, ignore_errors=True)

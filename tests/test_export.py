@@ -137,6 +137,39 @@ def test_reexport_over_files_the_export_did_not_write_is_refused(trained, export
         (exported / "notes.md").unlink()
 
 
+def test_a_file_that_comes_in_while_the_export_runs_is_kept(trained, exported, monkeypatch, capsys):
+    import seqtune.export as export
+
+    _, out = trained
+    before = (exported / "model.onnx").read_bytes()
+    parity = export._parity
+
+    def user_writes_meanwhile(*args, **kwargs):
+        (exported / "notes.md").write_text("mine")
+        return parity(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_parity", user_writes_meanwhile)
+    try:
+        assert main(["export", "--model", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "holds notes.md, which the earlier export there did not write" in err and err.count("\n") == 1
+        assert (exported / "notes.md").read_text() == "mine" and (exported / "model.onnx").read_bytes() == before
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    finally:
+        (exported / "notes.md").unlink(missing_ok=True)
+
+
+def test_the_current_folder_as_output_is_refused(trained, tmp_path, monkeypatch, capsys):
+    _, out = trained
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for output in (".", str(tmp_path)):
+        assert main(["export", "--model", str(out), "--output", output]) == 2
+        err = capsys.readouterr().err
+        assert "is the current folder or holds it" in err and err.count("\n") == 1
+    assert (tmp_path / "here").is_dir()
+
+
 def test_a_lora_folder_exports_merged(tmp_path, tiny_model_dir):
     from seqtune.predictor import Predictor
 
