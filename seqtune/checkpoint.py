@@ -423,6 +423,33 @@ def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
         raise SeqtuneError(f"checkpoint {folder} is from another model: it lacks {untied[0]!r}")
 
 
+# Arguments that set the course of training: continued under other values, a checkpoint would train on as its own
+# recipe (the restored optimizer and scheduler keep its learning rate) while the run records the new one. Its
+# length (epochs, max_steps) may change: the resuming run's wins.
+RECIPE_ARGS = ("seed", "data_seed", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+               "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio", "warmup_steps", "optim",
+               "label_smoothing_factor")
+
+
+def recipe_differences(saved: dict[str, Any], state: Any, args: Any) -> list[str]:
+    """What a checkpoint (load_training_state's dict) and the run resuming it (its fresh state and arguments)
+    do not share: the rows, the batch geometry, the arguments above. Empty when it may continue."""
+    then_state, then_args = saved["state"], saved["args"]
+    accumulation = then_args.get("gradient_accumulation_steps", 1)
+    pairs = {"training examples": (then_state.get("num_examples"), state.num_examples),
+             "batch size": (then_state.get("train_batch_size"), state.train_batch_size),
+             "effective batch (batch x processes x accumulation)": (
+                 then_state.get("train_batch_size", 0) * then_state.get("world_size", 1) * accumulation,
+                 state.train_batch_size * state.world_size * args.gradient_accumulation_steps)}
+    differ = [f"{name} {then} there, {now} here" for name, (then, now) in pairs.items() if then != now]
+    if then_state.get("train_fingerprint") not in (None, state.train_fingerprint) and not differ:
+        differ.append("the training rows differ (another file, split, seed, tokenization or labels)")
+    now_args = json.loads(json.dumps(args.to_dict(), default=str))  # as training_args.json holds them
+    differ += [f"{key} {then_args[key]!r} there, {now_args.get(key)!r} here" for key in RECIPE_ARGS
+               if key in then_args and then_args[key] != now_args.get(key)]
+    return differ
+
+
 def load_training_state(folder: Path) -> dict[str, Any]:
     """Optimizer, scheduler, scaler and random states, read with weights_only=True (no code runs),
     after the checkpoint is verified against its manifest; any damage is one SeqtuneError sentence."""

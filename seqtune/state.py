@@ -28,6 +28,7 @@ class TrainerState:
     train_batch_size: int = 0
     num_examples: int = 0
     world_size: int = 1
+    train_fingerprint: str | None = None  # a digest of the rows trained on (data.prepare.fingerprint)
     # Callbacks that keep state across evaluations (EarlyStoppingCallback), by class name.
     stateful_callbacks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 

@@ -26,6 +26,7 @@ from .atomic import write_text
 from .callbacks import CallbackHandler, PrintCallback, ProgressCallback, TrainerCallback, TrainerControl
 from .compiled import compile_model
 from .data.collate import DataCollatorWithPadding, with_length_buckets
+from .data.prepare import fingerprint, prepare_dataset
 from .data.sampling import eval_batches, groups_by_length, train_batches
 from .device import (
     describe,
@@ -215,7 +216,7 @@ class Trainer:
         dataset, lengths = self._prepare(self.train_dataset, "train_dataset")
         self._set_precision(lengths, args.per_device_train_batch_size)
         plan = self._geometry(len(lengths))
-        tally = self._start_run(plan, len(lengths), resume_dir)
+        tally = self._start_run(plan, len(lengths), fingerprint(dataset, lengths), resume_dir)
         state, model = self.state, self.model_wrapped
         start_time, start_step = time.perf_counter(), state.global_step
         with self.fast_paths.loop(training=True), self.stops.watching(lambda: state.global_step):
@@ -273,7 +274,7 @@ class Trainer:
         max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
         return Geometry(batches, steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch))
 
-    def _start_run(self, plan: Geometry, num_examples: int, resume_dir: Path | None) -> Tally:
+    def _start_run(self, plan: Geometry, num_examples: int, rows_digest: str, resume_dir: Path | None) -> Tally:
         """A fresh state, optimizer and scheduler (unless given), then the checkpoint's, if resuming."""
         args = self.args
         if self.optimizer is None:
@@ -283,7 +284,7 @@ class Trainer:
         self._metric_schedule = steps_on_metrics(self.lr_scheduler)
         self.state = TrainerState(max_steps=plan.max_steps, num_train_epochs=plan.num_epochs,
                                   train_batch_size=args.per_device_train_batch_size, num_examples=num_examples,
-                                  world_size=dist.world_size())
+                                  world_size=dist.world_size(), train_fingerprint=rows_digest)
         self.control = TrainerControl()
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         if resume_dir is not None:
@@ -410,9 +411,7 @@ class Trainer:
     def _load_checkpoint(self, folder: Path, plan: Geometry, scaler: torch.amp.GradScaler) -> None:
         saved = ckpt.load_training_state(folder)
         state = TrainerState(**saved["state"])
-        then = _recipe(state, saved["args"].get("gradient_accumulation_steps", 1))
-        now = _recipe(self.state, self.args.gradient_accumulation_steps)
-        differ = [f"{k} {then[k]} there, {now[k]} here" for k in then if then[k] != now[k]]
+        differ = ckpt.recipe_differences(saved, self.state, self.args)
         if differ:
             raise SeqtuneError(f"resume: {folder} comes from another recipe ({'; '.join(differ)}), "
                                "so this run cannot continue it; start a new output_dir or restore the recipe")
@@ -538,8 +537,6 @@ class Trainer:
     # ---- plumbing ----------------------------------------------------------------------------
     def _prepare(self, dataset: Any, what: str) -> tuple[Any, list[int]]:
         """Drop columns the model cannot take (labels kept), check labels, measure lengths."""
-        from .data.prepare import prepare_dataset
-
         return prepare_dataset(dataset, what, self._forward_args | set(self._label_names),
                                self.args.remove_unused_columns,
                                getattr(getattr(self.model, "config", None), "num_labels", None))
@@ -582,13 +579,6 @@ def _restore_mode(model: torch.nn.Module, training: bool) -> Iterator[None]:
         yield
     finally:
         model.train(training)
-
-
-def _recipe(state: TrainerState, accumulation: int) -> dict[str, int]:
-    """What a checkpoint must share with the run that resumes it."""
-    return {"training examples": state.num_examples, "batch size": state.train_batch_size,
-            "effective batch (batch x processes x accumulation)": state.train_batch_size * state.world_size
-            * accumulation}
 
 
 def _to_numpy(logits: torch.Tensor | Sequence[torch.Tensor]) -> np.ndarray:

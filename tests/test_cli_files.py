@@ -91,6 +91,22 @@ def test_evaluate_refuses_ids_for_classes_a_run_on_files_numbered_itself(trained
     assert "row 1: label '0' is not one of the training labels (food, sports, tech)" in err and err.count("\n") == 1
 
 
+def test_resume_with_another_seed_or_other_rows_is_refused(trained, tmp_path, capsys):
+    import shutil
+
+    folder, out = trained
+    run = shutil.copytree(out, tmp_path / "run")
+    pd.DataFrame(topic_rows(240, seed=9)).to_csv(tmp_path / "other.csv", index=False)
+    common = ["train", "--validation", str(folder / "dev.csv"), "--model", str(run), "--epochs", "12",
+              "--batch-size", "16", "--learning-rate", "5e-3", "--output-dir", str(run), "--quiet", "--resume"]
+    for extra, says in (([ "--train", str(folder / "train.csv"), "--seed", "7"], "seed 42 there, 7 here"),
+                        (["--train", str(tmp_path / "other.csv")], "the training rows differ")):
+        assert main([*common, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "comes from another recipe" in err and says in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in out.iterdir())
+
+
 def test_transformers_pipeline_loads_the_output(trained):
     from transformers import pipeline
 

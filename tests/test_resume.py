@@ -95,6 +95,19 @@ def test_resume_with_another_recipe_says_what_differs(tmp_path):
     assert result.returncode != 0 and "batch size 8 there, 4 here" in result.stderr
 
 
+def test_resume_on_other_rows_or_with_another_learning_rate_is_refused(tmp_path):
+    Trainer(tiny_bert(vocab_size=64), _args(tmp_path, max_steps=2), train_dataset=toy_rows(32)).train()
+    again = {"max_steps": 4}
+    for rows, args, says in ((toy_rows(32, seed=1), again, "the training rows differ"),
+                             (toy_rows(32), {**again, "learning_rate": 1e-2}, "learning_rate 0.001 there, 0.01 here"),
+                             (toy_rows(32), {**again, "seed": 7}, "seed 42 there, 7 here")):
+        other = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, **args), train_dataset=rows)
+        with pytest.raises(SeqtuneError, match=f"comes from another recipe \\(.*{says}"):
+            other.train(resume_from_checkpoint=True)
+    resumed = Trainer(tiny_bert(vocab_size=64), _args(tmp_path, **again), train_dataset=toy_rows(32))
+    assert resumed.train(resume_from_checkpoint=True).global_step == 4  # the same recipe, longer: it continues
+
+
 def _args(tmp_path, **kwargs):
     defaults = dict(per_device_train_batch_size=8, learning_rate=1e-3, disable_tqdm=True, logging_steps=5,
                     save_strategy="steps", save_steps=2, use_cpu=True)

@@ -65,3 +65,33 @@ def _prepare_arrow(dataset: Any, what: str, forward_args: set[str], remove_unuse
                     f"for a model with num_labels={num_labels}; set num_labels to the number of classes")
     lengths = pc.list_value_length(dataset.data.column("input_ids")).to_pylist()
     return dataset, lengths
+
+
+def fingerprint(dataset: Any, lengths: list[int]) -> str:
+    """A digest of the rows a run trains on, in order (token ids and labels): a checkpoint resumed on other rows
+    (another file, split, seed, tokenization or labels) would train on where it never was."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(np.asarray(lengths, dtype=np.int64).tobytes(), digest_size=16)
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    if datasets is not None and isinstance(dataset, datasets.Dataset):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for name in sorted({"input_ids", *LABEL_KEYS} & set(dataset.column_names)):
+            column = dataset.data.column(name)
+            while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+                column = pc.list_flatten(column)
+            for chunk in column.chunks:
+                digest.update(chunk.to_numpy(zero_copy_only=False).tobytes())
+        return digest.hexdigest()
+    for row in dataset:  # plain rows (lists, torch datasets): small in practice
+        for key in ("input_ids", *LABEL_KEYS):
+            if key in row:
+                digest.update(np.asarray(row[key]).tobytes())
+    return digest.hexdigest()
