@@ -39,6 +39,11 @@ def _read(path: str, fmt: str | None, spec: TaskSpec, text_columns: list[str] | 
     columns = text_columns or [c for c in spec.text_columns if c in frame.columns] or None
     label_column = label_column[0] if isinstance(label_column, list) and len(label_column) == 1 else label_column
     multi = spec.task_type == "multi_label"
+    given = set(map(str, label_column)) if multi and needs_label and isinstance(label_column, list) else None
+    if given is not None and given != set(spec.label_names):  # a label left out would score as never present
+        missing = [name for name in spec.label_names if name not in given]
+        raise SeqtuneError(f"--label-column: one 0/1 column per label of the model ({', '.join(spec.label_names)}); "
+                           + (f"{', '.join(missing)} has none" if missing else "the others are not its labels"))
     if needs_label and multi and (isinstance(label_column, list) or label_column is None and spec.label_names and
                                   set(spec.label_names) <= set(map(str, frame.columns))):
         frame, label_column = indicator_frame(frame, label_column or spec.label_names, path)  # 0/1 columns

@@ -187,6 +187,12 @@ def test_evaluate_on_labels_and_on_zero_one_columns(trained, capsys):
     dev.drop(columns="label").to_csv(folder / "columns.csv", index=False)
     assert main(["evaluate", "--model", str(out), "--data", str(folder / "columns.csv"), "--quiet"]) == 0
     assert float(capsys.readouterr().out.split("micro_f1: ")[1].split()[0]) == first
+    named = ["--label-column", "tech", "--label-column", "sports", "--label-column", "food"]  # any order
+    assert main(["evaluate", "--model", str(out), "--data", str(folder / "columns.csv"), "--quiet", *named]) == 0
+    assert float(capsys.readouterr().out.split("micro_f1: ")[1].split()[0]) == first
+    assert main(["evaluate", "--model", str(out), "--data", str(folder / "columns.csv"), *named[:4]]) == 2
+    err = capsys.readouterr().err  # a label left out would score as never present
+    assert "--label-column: one 0/1 column per label of the model (food, sports, tech); food has none" in err
 
 
 def test_transformers_pipeline_gives_every_labels_sigmoid_score(trained):
