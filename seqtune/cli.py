@@ -200,7 +200,7 @@ def _serve_parser(commands) -> None:
     serve.add_argument("--max-texts", type=int, default=256, help="most texts (or pairs) in one request")
     serve.add_argument("--max-text-chars", type=int, default=None,
                        help="longest text taken, in characters (default: 32 per token of the model's window, "
-                            "e.g. 16,384 for 512 tokens)")
+                            "e.g. 16,384 for 512 tokens; a head-tail or chunks model reads it all: the body's limit)")
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
                        help="largest request body taken; a larger one is refused unread")
     serve.add_argument("--threshold", type=float, default=None,

@@ -149,8 +149,8 @@ def _check_text(text: str, where: str, limits: Limits) -> None:
     if not text.strip():  # as `seqtune predict` refuses an empty cell
         raise BadRequest(422, f"{where}: the text is empty")
     if len(text) > limits.max_text_chars:
-        raise BadRequest(422, f"{where}: {len(text):,} characters, far past the model's window; this server "
-                              f"takes at most {limits.max_text_chars:,} (--max-text-chars)")
+        raise BadRequest(422, f"{where}: {len(text):,} characters; this server takes at most "
+                              f"{limits.max_text_chars:,} (--max-text-chars)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:  # JSON's "\ud800" escapes give lone surrogates, which no tokenizer takes
@@ -276,6 +276,14 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def default_text_chars(predictor: Any, max_body_bytes: int) -> int:
+    """Longest text taken: far past the window for a model that truncates (the rest would go unread); the body's
+    limit for one that reads every token (head-tail keeps the end, chunks read it all, as predict does)."""
+    if predictor.spec.long_text != "truncate":
+        return max_body_bytes
+    return TEXT_CHARS_PER_TOKEN * predictor.max_length
+
+
 def use_threshold(predictor: Any, threshold: float) -> None:
     """As predict's --threshold: one score threshold for every label of a multi-label model, every request."""
     if predictor.spec.task_type != "multi_label":
@@ -300,8 +308,8 @@ def run_serve(options: argparse.Namespace) -> int:
             use_threshold(predictor, options.threshold)
         # The first pass sets the engine up (fast paths, allocations: ~0.6 s for MiniLM): paid before listening.
         predictor.logits(["warm up"], ["warm up"] if predictor.pairs_expected else None)
-        limits = Limits(options.max_texts, options.max_text_chars or TEXT_CHARS_PER_TOKEN * predictor.max_length,
-                        options.max_body_bytes)
+        text_chars = options.max_text_chars or default_text_chars(predictor, options.max_body_bytes)
+        limits = Limits(options.max_texts, text_chars, options.max_body_bytes)
         batcher = Batcher(predictor, options.max_batch_size, options.max_wait_ms)
         app = create_app(predictor, batcher, limits, options.model)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

@@ -132,7 +132,7 @@ def test_the_four_request_forms(body, pairs, expected):
     (b'{"texts": []}', False, 422, "texts: the list is empty; send at least one"),
     (b'{"texts": ["a", "b", "c", "d", "e"]}', False, 422, "texts: 5 inputs; this server takes at most 4"),
     (b'{"texts": ["a", "  "]}', False, 422, "texts.1: the text is empty"),
-    (json.dumps({"text": "x" * 51}).encode(), False, 422, "text: 51 characters, far past the model's window"),
+    (json.dumps({"text": "x" * 51}).encode(), False, 422, "text: 51 characters; this server takes at most 50"),
     (b'{"text": "a\\ud800"}', False, 422, "text: not valid Unicode (a lone surrogate at character 1)"),
     (b'{"texts": ["a"], "text_pair": "b"}', None, 422, "text_pair goes with text"),
     (b'{"text": "a"}', True, 422, "this model reads text pairs"),
@@ -336,6 +336,16 @@ def test_batched_answers_over_http_equal_the_offline_prediction(predictors, mode
     for body, response in zip(bodies, responses, strict=True):
         assert response.status_code == 200
         _same_rows(response.json()["predictions"], predictor.predict(body["texts"], all_scores=body["all_scores"]))
+
+
+@pytest.mark.parametrize("long_text, expected", [("truncate", 32 * 128), ("head-tail", 10_000), ("chunks", 10_000)])
+def test_a_model_that_reads_every_token_takes_texts_up_to_the_bodys_limit(long_text, expected):
+    from types import SimpleNamespace
+
+    from seqtune.serve import default_text_chars
+
+    predictor = SimpleNamespace(spec=SimpleNamespace(long_text=long_text), max_length=128)
+    assert default_text_chars(predictor, max_body_bytes=10_000) == expected
 
 
 def test_threshold_serves_what_predict_threshold_writes(tmp_path, embedded_tokenizer):
