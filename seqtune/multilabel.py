@@ -112,6 +112,10 @@ def metrics(metric: Any, logits: np.ndarray, references: np.ndarray, label_names
 
 # ---- class weights ------------------------------------------------------------------------------------------
 
+# A weight's bounds: a class weighted 1e39 (inf in float32) or 1e-50 (zero) turns the loss into NaN at once.
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e6
+
+
 def parse_class_weights(value: Any, where: str = "--class-weights") -> str | dict[str, float]:
     """`balanced`, or explicit weights: "pos=3,neg=1" or a YAML mapping; each finite and > 0."""
     if isinstance(value, str) and value.strip() == "balanced":
@@ -129,14 +133,16 @@ def parse_class_weights(value: Any, where: str = "--class-weights") -> str | dic
         value = pairs
     if not isinstance(value, Mapping) or not value:
         raise SeqtuneError(f"{where}: expected 'balanced' or a mapping of class: weight, got {value!r:.60}")
+    from .data.delimited import NUMBER
+
     weights = {}
     for name, weight in value.items():
-        try:
-            number = float(weight) if not isinstance(weight, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not 0 < number < math.inf:
-            raise SeqtuneError(f"{where}: the weight of {str(name)!r} must be a finite number > 0, got {weight!r:.40}")
+        plain = isinstance(weight, (int, float)) and not isinstance(weight, bool) or (
+            isinstance(weight, str) and NUMBER.fullmatch(weight.strip()))  # not float()'s "1_000" or "inf"
+        number = float(weight) if plain else math.nan
+        if not MIN_WEIGHT <= number <= MAX_WEIGHT:
+            raise SeqtuneError(f"{where}: the weight of {str(name)!r} must be a number from {MIN_WEIGHT:g} to "
+                               f"{MAX_WEIGHT:g} (beyond, float32 losses overflow or vanish), got {weight!r:.40}")
         weights[str(name).strip()] = number
     return weights
 
