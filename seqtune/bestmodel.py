@@ -110,10 +110,11 @@ def outcome(trainer: Any, stopper: EarlyStoppingCallback | None, keeper: KeepBes
         found = _evaluation_at(state.log_history, step)
         best = {"epoch": found.get("epoch") if found else None, "step": step, "value": state.best_metric,
                 "checkpoint": Path(state.best_model_checkpoint).name}
-    result: dict[str, Any] = {"metric": args.metric_for_best_model, "best": best,
+    result: dict[str, Any] = {"metric": args.metric_for_best_model, "best": best, "load_best": load_best,
                               "kept": "best" if load_best and best and not best.get("lost") else "last",
                               "last_epoch": state.epoch,
-                              "last_step": state.global_step, "early_stopping": None}
+                              "last_step": state.global_step, "early_stopping": None,
+                              "evaluations": sum("eval_loss" in h for h in state.log_history)}
     if stopper is not None:
         stopped = stopper.bad_evaluations >= stopper.patience and state.global_step < state.max_steps
         result["early_stopping"] = {"patience": stopper.patience, "threshold": stopper.threshold, "stopped": stopped,
@@ -144,6 +145,8 @@ def describe(kept: dict[str, Any]) -> str:
         else:
             line = (f"best model: {found}" if kept["kept"] == "best" else
                     f"{last}, --no-load-best); the best was {found}")
+    elif kept.get("evaluations") and not kept.get("load_best", True):
+        line = f"last model kept (epoch {_epoch(kept.get('last_epoch'))}, --no-load-best)"
     else:
         line = f"last model kept (epoch {_epoch(kept.get('last_epoch'))}): no evaluation to choose a best one by"
     stopping = kept.get("early_stopping")

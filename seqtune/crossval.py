@@ -117,9 +117,11 @@ def fold_indices(labels: list[Any], task_type: str, folds: int, seed: int,
         smallest = min(counts, key=lambda v: (counts[v], str(v)))
         if counts[smallest] < folds:
             name = label_names[smallest] if label_names and isinstance(smallest, int) else smallest
-            raise SeqtuneError(f"--folds {folds}: the smallest class ({name}) has {counts[smallest]} rows in the "
-                               f"training data, so some folds would hold none of it; use at most "
-                               f"{counts[smallest]} folds")
+            count = counts[smallest]
+            advice = (f"use at most {count} folds" if count >= 2 else
+                      "a class needs 2 rows for 2 folds: drop or merge it, or use --seeds on a fixed split")
+            raise SeqtuneError(f"--folds {folds}: the smallest class ({name}) has {count} row{'s' * (count != 1)} "
+                               f"in the training data, so some folds would hold none of it; {advice}")
     else:  # multi-label: each distinct set of labels is a stratum; rare sets are spread as well as they can be
         strata = [json.dumps(list(value)) for value in labels]
     with warnings.catch_warnings():

@@ -100,6 +100,9 @@ def test_no_load_best_keeps_the_last_model_and_names_the_best(data, tiny_model_d
             f"checkpoint-{2 * STEPS_PER_EPOCH}), accuracy 0.9000") in printed
     assert same(weights(out), weights(out / f"checkpoint-{3 * STEPS_PER_EPOCH}"))
     assert json.loads((out / "all_results.json").read_text())["eval_accuracy"] == 0.6
+    script_accuracy(monkeypatch, [0.5, 0.9, 0.6])  # no checkpoints either: the reason is --no-load-best
+    assert train(data, data / "bare", tiny_model_dir, "--epochs", "3", "--no-load-best", "--save-strategy", "no") == 0
+    assert "last model kept (epoch 3, --no-load-best)\n" in capsys.readouterr().out
 
 
 def test_without_checkpoints_the_best_weights_are_kept_in_memory(data, tiny_model_dir, monkeypatch, capsys):

@@ -76,7 +76,9 @@ def test_folds_are_stratified_and_cover_each_row_once(labels, folds, seed):
     counts = Counter(labels)
     assume(len(counts) >= 2)  # one class is refused when the data is read
     if min(counts.values()) < folds:
-        with pytest.raises(SeqtuneError, match="use at most"):
+        smallest = min(counts.values())
+        advice = f"use at most {smallest} folds" if smallest >= 2 else "drop or merge it"
+        with pytest.raises(SeqtuneError, match=advice):
             fold_indices(labels, "classification", folds, seed)
         return
     splits = fold_indices(labels, "classification", folds, seed)
@@ -86,6 +88,13 @@ def test_folds_are_stratified_and_cover_each_row_once(labels, folds, seed):
         assert not set(train) & set(validation)
         for label, count in counts.items():  # each class spread evenly over the folds
             assert abs(sum(labels[i] == label for i in validation) - count / folds) < 1
+
+
+def test_a_class_of_one_row_gets_advice_that_can_be_followed():
+    with pytest.raises(SeqtuneError, match=r"the smallest class \(rare\) has 1 row in the training data, so some "
+                                           "folds would hold none of it; a class needs 2 rows for 2 folds: drop or "
+                                           "merge it, or use --seeds on a fixed split"):
+        fold_indices([0, 1, 2] * 10 + [3], "classification", 3, 0, ["a", "b", "c", "rare"])
 
 
 def test_regression_folds_and_mean_std():
