@@ -199,7 +199,8 @@ def _oof_rows(options: argparse.Namespace, spec: Any, model: Any, folder: Path, 
     args = TrainingArguments(str(folder), per_device_eval_batch_size=options.eval_batch_size, use_cpu=options.use_cpu,
                              bf16=options.bf16, report_to="none", disable_tqdm=True)
     output = spec.per_row_output(Trainer(model, args, processing_class=tokenizer).predict(tokenized), tokenized)
-    frame = pd.DataFrame({"row": list(positions), "fold": fold, "text": rows["text"]})
+    # The training file's data rows counted from 1, as seqtune's messages count them.
+    frame = pd.DataFrame({"row": [int(p) + 1 for p in positions], "fold": fold, "text": rows["text"]})
     if "text_pair" in rows.column_names:
         frame["text_pair"] = rows["text_pair"]
     gold, joiner = rows["label"], spec.label_separator or "|"  # label sets as cells, joined as predict joins them

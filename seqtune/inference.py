@@ -131,7 +131,8 @@ def _write_errors(path: str, spec: TaskSpec, dataset: Any, logits: Any) -> None:
     rows = error_rows(PredictionOutput(logits, np.asarray(dataset["label"]), {}), dataset["text"],
                       task_type=spec.task_type, label_names=spec.label_names, thresholds=spec.thresholds,
                       text_pairs=pairs)
-    write_errors(rows, path, spec.label_separator or "|")
+    # The file's data rows counted from 1, as seqtune's messages count them (error_rows' are 0-based positions).
+    write_errors([{**row, "row": row["row"] + 1} for row in rows], path, spec.label_separator or "|")
     what = "rows, largest error first" if spec.task_type == "regression" else "wrong rows, most confident first"
     print(f"seqtune: wrote {len(rows):,} {what} to {path}")
 

@@ -29,7 +29,7 @@ def test_folds_give_each_row_one_out_of_fold_prediction_and_the_mean_and_std(tmp
     assert main(_train(tmp_path, tiny_model_dir, "--folds", "3")) == 0
     out = tmp_path / "out"
     oof = pd.read_csv(out / "oof_predictions.csv")
-    assert sorted(oof["row"]) == list(range(30)) and sorted(set(oof["fold"])) == [1, 2, 3]
+    assert sorted(oof["row"]) == list(range(1, 31)) and sorted(set(oof["fold"])) == [1, 2, 3]
     assert {"text", "label", "predicted_label", "probability_sports"} <= set(oof.columns)
     rows = pd.read_csv(tmp_path / "train.csv")
     assert list(oof.sort_values("row")["text"]) == list(rows["text"])  # each row's own text and label

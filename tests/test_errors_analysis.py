@@ -150,9 +150,9 @@ def test_evaluate_writes_every_wrong_row(trained, capsys):
     accuracy = float(next(line for line in printed.splitlines() if "accuracy:" in line).split(":")[1])
     wrong = pd.read_csv(target)
     assert len(wrong) == round((1 - accuracy) * 30) and f"wrote {len(wrong)} wrong rows" in printed
-    dev = pd.read_csv(folder / "dev.csv")
-    assert (dev["text"][wrong["row"]].tolist() == wrong["text"].tolist())
-    assert (dev["label"][wrong["row"]].tolist() == wrong["label"].tolist())
+    dev = pd.read_csv(folder / "dev.csv")  # rows counted from 1, as messages count them
+    assert (dev["text"][wrong["row"] - 1].tolist() == wrong["text"].tolist())
+    assert (dev["label"][wrong["row"] - 1].tolist() == wrong["label"].tolist())
     assert (wrong["label"] != wrong["predicted"]).all() and wrong["score"].is_monotonic_decreasing
 
 
@@ -206,7 +206,8 @@ def test_multi_label_report_and_errors_show_true_and_predicted_sets(tmp_path, ti
     wrong = pd.read_csv(tmp_path / "e.tsv", sep="\t", keep_default_na=False)
     assert len(wrong) > 0 and (wrong["label"] != wrong["predicted"]).all()
     source = pd.read_csv(tmp_path / "ml.csv", keep_default_na=False)
-    assert [set(v.split("|")) for v in wrong["label"]] == [set(v.split("|")) for v in source["labels"][wrong["row"]]]
+    truth = source["labels"][wrong["row"] - 1]  # rows counted from 1
+    assert [set(v.split("|")) for v in wrong["label"]] == [set(v.split("|")) for v in truth]
     for _, row in wrong.iterrows():
         true, predicted = set(filter(None, row["label"].split("|"))), set(filter(None, row["predicted"].split("|")))
         assert set(filter(None, row["missed"].split("|"))) == true - predicted
