@@ -143,7 +143,8 @@ def parse_class_weights(value: Any, where: str = "--class-weights") -> str | dic
         if not MIN_WEIGHT <= number <= MAX_WEIGHT:
             raise SeqtuneError(f"{where}: the weight of {str(name)!r} must be a number from {MIN_WEIGHT:g} to "
                                f"{MAX_WEIGHT:g} (beyond, float32 losses overflow or vanish), got {weight!r:.40}")
-        weights[str(name).strip()] = number
+        # A YAML key 1.0 names the class 1, as a label cell 1.0 does.
+        weights[str(int(name)) if isinstance(name, float) and name.is_integer() else str(name).strip()] = number
     return weights
 
 
@@ -157,8 +158,10 @@ def class_weights(spec: str | Mapping[str, float], labels: Any, label_names: lis
     if spec != "balanced":
         unknown = [name for name in spec if name not in label_names]
         if unknown:
+            hint = ("; YAML reads yes/no/on/off as true/false: quote the name ('yes': 3)"
+                    if unknown[0] in ("True", "False") else "")
             raise SeqtuneError(f"--class-weights names {unknown[0]!r}, which is not a label of this data "
-                               f"({', '.join(label_names[:10])}{', ...' if len(label_names) > 10 else ''})")
+                               f"({', '.join(label_names[:10])}{', ...' if len(label_names) > 10 else ''}){hint}")
         return {name: float(spec.get(name, 1.0)) for name in label_names}
     if multi_label:
         matrix = np.asarray(labels, dtype=np.float64) > 0.5

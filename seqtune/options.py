@@ -70,7 +70,8 @@ TEXTS = {"model": "a hub id or a model folder", "task": "glue/<task>", "label_co
          "lr_scheduler_kwargs": "a JSON object", "host": "a host name or IP address",
          "errors": "a file to write: .csv, .tsv or .jsonl", "timeout": "a duration such as 90s, 30m or 2h",
          "space": "a YAML file", "objective": "a metric name or loss", "seeds": "seeds separated by commas",
-         "label_separator": "the character(s) between labels, such as '|'", "label_names": "a file of names"}
+         "label_separator": "the character(s) between labels, such as '|'", "label_names": "a file of names",
+         "class_weights": "'balanced' or weights by class such as 'pos=3,neg=1' (or a YAML mapping)"}
 LISTS = {"text_column": ("a column name or 0-based index, or a list of one or two", 2),
          "metric": ("a metric name or a list of them", None),
          "lora_targets": ("a layer name or a list of them", None),

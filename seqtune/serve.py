@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def parse_request(body: bytes, limits: Limits, pair_model: bool | None) -> Input
     except RecursionError:
         raise BadRequest(400, "the body is not JSON: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, and integers too long to read
+        if not isinstance(err, json.JSONDecodeError):  # Python's advice on its digit limit is not the client's
+            raise BadRequest(400, f"the body holds a number of more than {sys.get_int_max_str_digits():,} digits") \
+                from None
         raise BadRequest(400, f"the body is not JSON: {str(err).splitlines()[0]}") from None
     if not isinstance(value, dict):
         raise BadRequest(422, 'the body must be a JSON object such as {"text": "..."} or {"texts": [...]}')

@@ -263,3 +263,21 @@ def test_class_weights_from_a_yaml_mapping(tmp_path):
     with pytest.raises(SeqtuneError, match="r.yaml: class-weights: the weight of 'pos' must be a number from 1e-06 "
                                            "to 1e\\+06 .*got -3"):
         _with_config(parser, argv, parser.parse_args(argv))
+
+
+def test_yaml_spellings_of_class_weights_are_read_or_explained(tmp_path):
+    from seqtune.cli import _with_config, build_parser
+    from seqtune.options import validate
+
+    recipe, parser = tmp_path / "r.yaml", build_parser()
+    argv = ["train", "--config", str(recipe)]
+    recipe.write_text("train: t.csv\nvalidation-split: 0.2\nclass-weights:\n  1.0: 3\n  0: 1\n")
+    options, only = _with_config(parser, argv, parser.parse_args(argv))
+    assert validate("train", options, only).class_weights == {"1": 3.0, "0": 1.0}  # as label cells read 1.0
+    recipe.write_text("train: t.csv\nvalidation-split: 0.2\nclass-weights: [1, 3]\n")
+    with pytest.raises(SeqtuneError, match=r"class-weights: expected 'balanced' or weights by class such as "
+                                           r"'pos=3,neg=1' \(or a YAML mapping\), got a list \[1, 3\]"):
+        _with_config(parser, argv, parser.parse_args(argv))
+    with pytest.raises(SeqtuneError, match=r"names 'True', which is not a label of this data \(no, yes\); YAML reads "
+                                           "yes/no/on/off as true/false: quote the name"):
+        class_weights(parse_class_weights({True: 3, False: 1}), [0, 1], ["no", "yes"], False)
