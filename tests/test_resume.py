@@ -28,9 +28,15 @@ def losses(output_dir):
     return [(h["step"], h.get("loss"), h.get("eval_loss")) for h in history if "loss" in h or "eval_loss" in h]
 
 
-def test_killed_at_every_kind_of_point_resumes_bit_for_bit(tmp_path):
-    reference = tmp_path / "uninterrupted"
-    assert work(reference).returncode == 0
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run the interrupted ones must equal bit for bit (read only)."""
+    folder = tmp_path_factory.mktemp("resume") / "uninterrupted"
+    assert work(folder).returncode == 0
+    return folder
+
+
+def test_killed_at_every_kind_of_point_resumes_bit_for_bit(tmp_path, reference):
     run = tmp_path / "killed"
     # 60 rows / batch 8 = 8 steps an epoch, 24 in all; checkpoints every 3 steps, evaluation every 5.
     kills = ["step:7",          # mid-epoch (newest checkpoint: 6)
@@ -52,9 +58,7 @@ def test_killed_at_every_kind_of_point_resumes_bit_for_bit(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["sigterm", "sigusr1"])
-def test_a_stop_signal_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path, name):
-    reference = tmp_path / "uninterrupted"
-    assert work(reference).returncode == 0
+def test_a_stop_signal_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_path, reference, name):
     run = tmp_path / "stopped"
     stopped = work(run, "--kill", f"{name}:7")  # between scheduled checkpoints (6 and 9)
     assert stopped.returncode == 143, stopped.stderr[-2000:]
