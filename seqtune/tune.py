@@ -353,8 +353,9 @@ def run_tune(options: argparse.Namespace) -> int:
         return optuna.samplers.TPESampler(seed=options.seed + count)
 
     try:
-        _run_trials(study, run_one, options.trials, timeout, count_study=True, lock=lock, storage=storage,
-                    owner=f"{os.getpid()} {socket.gethostname()}", sampler_for=sampler_for)
+        with _stopped_by_signals():
+            _run_trials(study, run_one, options.trials, timeout, count_study=True, lock=lock, storage=storage,
+                        owner=f"{os.getpid()} {socket.gethostname()}", sampler_for=sampler_for)
     except (Stopped, KeyboardInterrupt) as err:
         from .tune_report import counts
 
@@ -364,6 +365,28 @@ def run_tune(options: argparse.Namespace) -> int:
         raise (type(err)(message, err.exit_code) if isinstance(err, Stopped) else Stopped(message, 130)) from None
     with lock():
         return _finish(output_dir, study, objective_key, direction, recipe.spec.name)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGTERM or SIGUSR1 between trials' training steps (a model loading, a trial's files written) stops tune
+    as one during a step does, not by the raw signal. Inside a trial's loop the loop's handlers take over (and
+    stop after the step); these come back after it."""
+    import signal
+    import threading
+
+    from .stopping import STOP_SIGNALS
+
+    def stop(number: int, frame: Any) -> None:
+        raise Stopped(f"stopped by {signal.Signals(number).name}", 143)
+
+    main = threading.current_thread() is threading.main_thread()  # handlers live in the main thread only
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS} if main else {}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

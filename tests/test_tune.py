@@ -80,6 +80,30 @@ def test_an_interrupted_study_continues_and_counts_its_finished_trials(data, tmp
         main(_tune(data, out, "--trials", "3", "--seed", "7", "--debug"))
 
 
+def test_sigterm_while_a_trial_loads_stops_tune_in_one_line_and_the_rerun_takes_its_values(data, tmp_path,
+                                                                                             monkeypatch, capsys):
+    import signal
+
+    import seqtune.models as models
+
+    out = tmp_path / "out"
+    real = models.load_model_and_tokenizer
+
+    def signalled_while_loading(*args, **kwargs):  # the signal lands outside any training step
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", signalled_while_loading)
+    assert main(_tune(data, out, "--trials", "2")) == 143
+    err = capsys.readouterr().err
+    assert "tune stopped during a trial (0 of 2 trials finished); run the same command again" in err
+    assert err.count("\n") == 1 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    interrupted = _study(out).get_trials()[0]
+    monkeypatch.undo()
+    assert main(_tune(data, out, "--trials", "1")) == 0
+    assert _study(out).get_trials()[1].params == interrupted.params  # its values are tried again first
+
+
 def test_two_processes_share_one_study(data, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
