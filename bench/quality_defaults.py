@@ -24,7 +24,6 @@ The tasks (MRPC is the only labelled text on the machine; neither target is MRPC
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import mrpc_rows
+
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "RESULTS-quality-defaults.json"
 RESULTS_MD = HERE / "RESULTS-quality-defaults.md"
@@ -44,13 +45,6 @@ CUES = {"number": r"\d", "money": r"\$|\b(million|billion|cents?|dollars?)\b",
 # seqtune with one default switched off, to find which default costs what (--side).
 VARIANTS = {"seqtune-ungrouped": "group_by_length=False", "seqtune-bernoulli": "SEQTUNE_FAST_PATHS=-cheap_dropout"}
 SIDES = ("transformers", "seqtune", *VARIANTS)
-
-
-def _mrpc(split: str) -> list[list[str]]:
-    glue = Path(os.environ.get("GLUE_DIR", HERE.parent.parent / "shared" / "datasets" / "glue"))
-    path = glue / "MRPC" / f"{split}.tsv"
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        return list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
 
 
 def _words(text: str) -> set[str]:
@@ -71,7 +65,7 @@ def build(task: str, train_rows: int, eval_rows: int) -> tuple[list[dict], list[
     rng = np.random.default_rng(0)
     splits = []
     for split, count in (("train", train_rows), ("dev", eval_rows)):
-        rows = _mrpc(split)
+        rows = mrpc_rows(split)
         if task == "regression":
             made = [{"text": r[3], "text_pair": r[4], "label": jaccard(r[3], r[4])} for r in rows]
         else:

@@ -21,15 +21,15 @@ Scored per document: accuracy and F1 of label 1 (x100: points).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench import mrpc_rows
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "RESULTS-quality-longtext.json"
@@ -41,9 +41,7 @@ LAYOUTS = ("end", "anywhere")
 
 def _sentences(split: str) -> tuple[list[str], list[str]]:
     """MRPC's sentences of a split, without and with money in them."""
-    glue = Path(os.environ.get("GLUE_DIR", HERE.parent.parent / "shared" / "datasets" / "glue"))
-    with open(glue / "MRPC" / f"{split}.tsv", encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    rows = mrpc_rows(split)
     sentences = sorted({s for r in rows for s in (r[3], r[4])})
     return [s for s in sentences if not MONEY.search(s)], [s for s in sentences if MONEY.search(s)]
 

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import mrpc_rows
+
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "RESULTS-quality-multilabel.json"
 RESULTS_MD = HERE / "RESULTS-quality-multilabel.md"
@@ -54,12 +56,6 @@ WEIGHTS_RECIPE = {"learning_rate": 1e-4, "batch_size": 16, "epochs": 3, "max_len
 MACHINE = "2-core AMD EPYC Zen 3 (AVX2, no AVX-512 BF16: both sides in fp32), CPU only"
 
 
-def _mrpc(split: str) -> list[list[str]]:
-    glue = Path(os.environ.get("GLUE_DIR", HERE.parent.parent / "shared" / "datasets" / "glue"))
-    with open(glue / "MRPC" / f"{split}.tsv", encoding="utf-8-sig", newline="") as handle:
-        return list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-
-
 def topics_of(sentence: str) -> list[str]:
     return [name for name, pattern in TOPICS.items() if re.search(pattern, sentence)]
 
@@ -67,7 +63,7 @@ def topics_of(sentence: str) -> list[str]:
 def multilabel_files(folder: Path) -> dict[str, Path]:
     """train/validation/test CSVs of MRPC sentences with "|"-joined topic cells."""
     def sentences(split: str) -> list[str]:
-        seen = dict.fromkeys(s for row in _mrpc(split) for s in (row[3], row[4]))
+        seen = dict.fromkeys(s for row in mrpc_rows(split) for s in (row[3], row[4]))
         return sorted(seen)
 
     rng = random.Random(0)
@@ -90,7 +86,7 @@ def weights_files(folder: Path) -> dict[str, Path]:
     """Single-label, imbalanced: MRPC sentences labelled `finance` (the finance keywords) or `other`, the
     training rows cut to 8% finance; validation keeps the natural share (about 18%)."""
     rng = random.Random(0)
-    sentences = sorted(dict.fromkeys(s for row in _mrpc("train") for s in (row[3], row[4])))
+    sentences = sorted(dict.fromkeys(s for row in mrpc_rows("train") for s in (row[3], row[4])))
     rng.shuffle(sentences)
     label = lambda s: "finance" if re.search(TOPICS["finance"], s) else "other"  # noqa: E731
     pool, validation = sentences[:-500], sentences[-500:]
