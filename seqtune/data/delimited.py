@@ -27,11 +27,13 @@ def read_delimited(text: str, sep: str, header: bool | None, known_names: set[st
     import pandas as pd
 
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Mac files too: one line end for every reader
-    quoting = tsv_quoting(text) if sep == "\t" else _csv_quoting(text)
+    quoting, shape = _dialect(text, sep)
     if header is None:
         header = has_header(text, sep, known_names, expected, quoting=quoting)
-    if header:
-        _check_widths(text, sep, quoting)
+    if header and shape.wider:  # its cells would shift under the wrong names
+        line, width, names = shape.wider
+        raise TableError(f"line {line}: {width} cells, but the header names {names}; a "
+                         f"{'tab' if sep == chr(9) else 'comma'} inside a text? put that cell in quotes")
     # index_col=False: rows one cell longer than the header are not taken as an index beside the data. Only
     # empty cells can be past the header's now (checked), so pandas' warning that it drops them says nothing.
     with warnings.catch_warnings():
@@ -49,53 +51,57 @@ def tsv_quoting(text: str) -> int:
     and a cell may open one it never closes. Quoted unless quoting breaks the file, or every line holds a row
     of as many cells as the header when read plain; when both readings hold and differ (quoting would join
     lines into one row), which one the writer meant cannot be told: refused."""
-    if '"' not in text:
-        return csv.QUOTE_MINIMAL
+    return _dialect(text, "\t")[0]
+
+
+def _dialect(text: str, sep: str) -> tuple[int, _Shape]:
+    """The quoting to read `text` with (tsv_quoting's choice for TSV; CSV's own, checked strictly: pandas reads
+    on past a quote that does not close its cell, joining rows), and the shape of its rows so read. One pass
+    per reading tried."""
+    if sep != "\t" or '"' not in text:
+        reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+        try:
+            return csv.QUOTE_MINIMAL, _shape(reader)
+        except csv.Error:
+            raise TableError(f"line {reader.line_num}: a quoted cell is not closed where it ends (a quote "
+                             "never closed, or text after the closing one); put the whole cell in quotes and "
+                             'double the quotes inside it ("")') from None
     plain = _shape(csv.reader(io.StringIO(text), delimiter="\t", quoting=csv.QUOTE_NONE))
     try:
         quoted = _shape(csv.reader(io.StringIO(text), delimiter="\t", strict=True))
     except csv.Error:
-        return csv.QUOTE_NONE
+        return csv.QUOTE_NONE, plain
     if len(plain.widths) != 1 or (quoted.rows, quoted.widths) == (plain.rows, plain.widths):
-        return csv.QUOTE_MINIMAL  # a quoted tab or line break, or quotes that change nothing but their cells
+        return csv.QUOTE_MINIMAL, quoted  # a quoted tab or line break, or quotes that change nothing but their cells
     if quoted.widths != plain.widths:
-        return csv.QUOTE_NONE  # quoting would join cells into rows of another width: the quotes are text
+        return csv.QUOTE_NONE, plain  # quoting would join cells into rows of another width: the quotes are text
     first, last = quoted.joined
     raise TableError(f"line {first}: the quotes in this TSV read two ways: as quoting, lines {first}-{last} "
                      "are one row; as text, every line is a row. Save it as .jsonl or .csv, which read one way")
 
 
-def _csv_quoting(text: str) -> int:
-    """CSV's quoting, checked strictly: pandas reads on past a quote that does not close its cell, joining rows."""
-    if '"' in text:
-        reader = csv.reader(io.StringIO(text), strict=True)
-        try:
-            for _ in reader:
-                pass
-        except csv.Error:
-            raise TableError(f"line {reader.line_num}: a quoted cell is not closed where it ends (a quote "
-                             "never closed, or text after the closing one); put the whole cell in quotes and "
-                             'double the quotes inside it ("")') from None
-    return csv.QUOTE_MINIMAL
-
-
 @dataclass
 class _Shape:
     """Rows (blank lines skipped, as pandas skips them), the set of their widths (the first row's trailing
-    empty cells not counted: a header that ends in a tab is as wide as its rows), and the first row over
-    several lines."""
+    empty cells not counted: a header that ends in a tab is as wide as its rows), the first row over several
+    lines, and the first row with more non-empty cells than the first row has cells: (line, cells, first's)."""
 
     rows: int = 0
     widths: set[int] = field(default_factory=set)
     joined: tuple[int, int] = (0, 0)
+    wider: tuple[int, int, int] | None = None
 
 
 def _shape(reader: Any) -> _Shape:
-    shape, before = _Shape(), 0
+    shape, before, names = _Shape(), 0, 0
     for row in reader:
         if row:
             shape.rows += 1
             shape.widths.add(_width(row) if shape.rows == 1 else len(row))
+            if shape.rows == 1:
+                names = len(row)
+            elif shape.wider is None and _width(row) > names:
+                shape.wider = (reader.line_num, _width(row), names)
             if reader.line_num - before > 1 and shape.joined == (0, 0):
                 shape.joined = (before + 1, reader.line_num)
         before = reader.line_num
@@ -107,20 +113,6 @@ def _width(row: list[str]) -> int:
     while width > 1 and not row[width - 1]:
         width -= 1
     return width
-
-
-def _check_widths(text: str, sep: str, quoting: int) -> None:
-    """A data row with more (non-empty) cells than the header: its cells would shift under the wrong names."""
-    reader = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
-    names = None
-    for row in reader:
-        if not row:
-            continue
-        if names is None:
-            names = len(row)
-        elif _width(row) > names:
-            raise TableError(f"line {reader.line_num}: {_width(row)} cells, but the header names {names}; a "
-                             f"{'tab' if sep == chr(9) else 'comma'} inside a text? put that cell in quotes")
 
 
 def has_header(text: str, sep: str, known_names: set[str], expected: frozenset[str] = frozenset(),
